@@ -1,0 +1,116 @@
+"""`llmforge`: one entry point; each subcommand is a thin call into the package.
+
+Exit codes (the contract): 0 success, 2 user error (message, no traceback), 1 our bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from llmforge import __version__
+from llmforge.errors import UserError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from llmforge.config import load_config
+    from llmforge.engine.runner import run_stage
+
+    cfg = load_config(args.config, args.overrides)
+    outcome = run_stage(cfg)
+    shown = {k: round(v, 4) for k, v in outcome.metrics.items()
+             if k.startswith(("eval_", "train_loss")) and isinstance(v, float)}
+    print(f"{outcome.status}: {outcome.output_dir}  {shown}")
+    return EXIT_OK
+
+
+def _config(args: argparse.Namespace) -> int:
+    from llmforge.config import dump, load_config
+
+    print(dump(load_config(args.config, args.overrides)), end="")
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    from llmforge.registry import PRESETS, family_for
+    from llmforge.registry.runs import find_runs
+
+    print("Presets (random init; pass as model.name):")
+    for preset in PRESETS.values():
+        family = family_for(preset.model_type)
+        print(f"  {preset.name:<14} {family.name:<8} {preset.description}")
+    print("\nAlso accepted: a Hugging Face model id, a local HF folder, or a completed run's output_dir.")
+    runs = list(find_runs(Path(args.runs)))
+    print(f"\nRuns under {args.runs}/:" if runs else f"\nNo runs under {args.runs}/ yet.")
+    for folder, info in runs:
+        print(f"  {str(folder):<40} {info.get('stage', '?'):<9} {info.get('status', '?')}")
+    return EXIT_OK
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from llmforge.config.schema import DATA_FORMATS
+    from llmforge.data.builtin import BUILTINS
+
+    print("Built-in datasets (offline, deterministic; splits: train, test):")
+    for builtin in BUILTINS.values():
+        options = ", ".join(f"{k}={v.default}" for k, v in builtin.options.model_fields.items())
+        print(f"  {builtin.name:<19} {builtin.format:<10} {builtin.description}\n  {'':<30}options: {options}")
+    print(f"\nFormats for local files and hub datasets: {', '.join(DATA_FORMATS)}.")
+    print("Local files: .jsonl .json .parquet .csv .txt (a file or a folder of them), e.g.")
+    print("  data.train: [{path: my.jsonl, format: text, columns: {text: content}}]")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmforge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"llmforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, fn: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=fn)
+        return p
+
+    for name, fn, text in (("train", _train, "run one stage from a recipe"),
+                           ("config", _config, "print the resolved, validated recipe")):
+        p = command(name, fn, text)
+        p.add_argument("config", help="YAML recipe")
+        p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
+    models = command("models", _models, "list model presets and local runs")
+    models.add_argument("--runs", default="runs", help="folder to search for runs (default: runs)")
+    command("datasets", _datasets, "list built-in datasets and data formats")
+    return parser
+
+
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.INFO, format="[llmforge] %(message)s", stream=sys.stderr)
+    for name in ("transformers", "datasets", "accelerate", "torch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():
+        import datasets
+
+        datasets.disable_progress_bars()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"llmforge: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("llmforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

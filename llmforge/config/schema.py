@@ -1,0 +1,153 @@
+"""The recipe schema: every key a recipe may hold, its type and its default.
+
+One pydantic model for the whole run (as Axolotl does), split into sections so a
+recipe reads like the contract in DESIGN.md. `extra="forbid"` everywhere: a typo is
+an error with a suggestion, never a silently ignored key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STAGE_NAMES = ("pretrain", "sft", "rm", "dpo", "ppo", "grpo")
+DATA_FORMATS = ("text", "alpaca", "sharegpt", "messages", "preference", "prompt")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    name: str = Field(description="registry preset, HF id, local HF folder, or a previous run's output_dir")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weight dtype; auto = float32 on CPU, bfloat16 on GPUs that have it"
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless asked")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    config_overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="model config fields to change for a preset built from scratch (e.g. num_hidden_layers)",
+    )
+
+
+class AdapterConfig(Section):
+    type: Literal["none", "lora", "dora", "qlora", "freeze"] = "none"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        None, description="default: the model family's LoRA targets from the registry"
+    )
+    trainable_layers: int = Field(2, ge=1, description="freeze: how many of the last layers train")
+
+
+class DataSource(Section):
+    name: str | None = Field(None, description="a built-in dataset or a Hugging Face dataset id")
+    path: str | None = Field(None, description="a local .jsonl/.json/.parquet/.csv/.txt file or folder")
+    format: Literal["text", "alpaca", "sharegpt", "messages", "preference", "prompt"] | None = Field(
+        None, description="row format; built-ins know their own"
+    )
+    split: str = "train"
+    subset: str | None = Field(None, description="HF dataset configuration name")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="rename columns: {expected_name: name_in_your_file}"
+    )
+    max_samples: int | None = Field(None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="options of a built-in generator")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> DataSource:
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give exactly one of 'name' (built-in or HF dataset) or 'path' (local file)")
+        return self
+
+
+class DataConfig(Section):
+    train: list[DataSource] = Field(min_length=1)
+    eval: list[DataSource] = Field(default_factory=list)
+    eval_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="hold out this share of train documents when data.eval is empty"
+    )
+    max_length: int = Field(512, ge=8, description="tokens per training row (pretraining block size)")
+    packing: bool = True
+    streaming: bool = Field(False, description="read and pack on the fly, for corpora bigger than memory")
+    cache_dir: str | None = Field(None, description="where tokenized data is cached (default ~/.cache/llmforge)")
+
+
+class TrainConfig(Section):
+    max_steps: int = Field(-1, description="optimizer steps; -1 = derive from epochs")
+    epochs: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(8, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    scheduler: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+        "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
+    ] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = "adamw_torch"
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> TrainConfig:
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be a positive number of steps, or -1 to train for `epochs`")
+        return self
+
+
+class EvalConfig(Section):
+    every_steps: int | None = Field(None, ge=1, description="evaluate during training; default: only at the end")
+    micro_batch_size: int | None = Field(None, ge=1)
+    max_samples: int | None = Field(None, ge=1, description="cap the eval set (rows) for speed")
+
+
+class CheckpointConfig(Section):
+    every_steps: int = Field(500, ge=1)
+    keep_last: int = Field(2, ge=1)
+    resume: str = Field("auto", description="auto | never | PATH to a checkpoint folder")
+
+
+class DistributedConfig(Section):
+    nproc_per_node: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    node_rank: int = Field(0, ge=0)
+    master_addr: str = "127.0.0.1"
+    master_port: int = Field(29500, ge=1, le=65535)
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload: Literal["none", "optimizer", "all"] = "none"
+
+
+class LoggingConfig(Section):
+    every_steps: int = Field(10, ge=1)
+    report_to: list[Literal["tensorboard"]] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if value in (None, "none"):
+            return []
+        return [value] if isinstance(value, str) else value
+
+
+class RunConfig(Section):
+    stage: Literal["pretrain", "sft", "rm", "dpo", "ppo", "grpo"]
+    output_dir: str
+    seed: int = 42
+    model: ModelConfig
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+
+# Keys that may change between a run and its resumption without making it a different run.
+RESUME_NEUTRAL_SECTIONS = ("checkpoint", "distributed", "logging")

@@ -1,0 +1,46 @@
+"""Prepared (tokenized, packed) datasets cached on disk, built once for all ranks and runs.
+
+The entry is built in a temporary folder and renamed into place, so a kill during
+preparation leaves no half-written entry behind. Under a distributed launch the main
+process builds while the others wait, then all of them read the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from accelerate import PartialState
+from datasets import DatasetDict, load_from_disk
+
+
+def cache_root(configured: str | None) -> Path:
+    root = configured or os.environ.get("LLMFORGE_CACHE") or Path.home() / ".cache" / "llmforge"
+    return Path(root).expanduser() / "data"
+
+
+def cache_key(parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict]) -> tuple[DatasetDict, bool]:
+    """Load `root/key`, building it first if absent. Returns (data, built_now)."""
+    entry = root / key
+    built = False
+    with PartialState().main_process_first():
+        if not entry.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+            try:
+                build().save_to_disk(str(staging / "data"))
+                os.replace(staging / "data", entry)
+                built = True
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return load_from_disk(str(entry)), built

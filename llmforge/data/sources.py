@@ -1,0 +1,138 @@
+"""Load one `data.train`/`data.eval` entry as a `datasets` dataset.
+
+Built-ins are generated, local files go through the `datasets` json/parquet/csv/text
+builders, anything else is a hub dataset through `load_dataset`. Rows come out with
+the column names the format expects (after `columns:` renaming).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset, IterableDataset
+
+from llmforge.config.schema import DataSource
+from llmforge.data.builtin import builtin_fingerprint, get_builtin, resolve_options
+from llmforge.errors import UserError
+
+BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
+            ".text": "text", ".md": "text"}
+
+
+@dataclass
+class LoadedSource:
+    rows: Dataset | IterableDataset
+    format: str
+    fingerprint: str  # content hash for files and built-ins; the dataset fingerprint for hub data
+    label: str  # how errors name this source
+
+
+def describe(source: DataSource) -> str:
+    return f"data source '{source.name or source.path}' (split {source.split})"
+
+
+def load_source(source: DataSource, streaming: bool = False) -> LoadedSource:
+    label = describe(source)
+    if source.name and (builtin := get_builtin(source.name)):
+        options = resolve_options(builtin, source.split, source.options, label)
+        fmt = source.format or builtin.format
+        if fmt != builtin.format:
+            raise UserError(f"{label}: built-in '{builtin.name}' is in '{builtin.format}' format, not '{fmt}'.")
+        rows_fn = builtin.rows
+        if streaming:
+            rows = IterableDataset.from_generator(_generate, gen_kwargs={"fn": rows_fn, "split": source.split,
+                                                                          "options": options})
+        else:
+            rows = Dataset.from_list(list(rows_fn(source.split, options)))
+        fingerprint = builtin_fingerprint(builtin, source.split, options)
+    elif source.options:
+        raise UserError(f"{label}: 'options' only applies to built-in datasets.")
+    elif source.path:
+        rows, fingerprint = _load_files(Path(source.path), source, streaming, label)
+        fmt = source.format or "text"
+    else:
+        rows, fingerprint = _load_hub(source, streaming, label)
+        fmt = source.format or "text"
+    rows = _rename_columns(rows, source, label)
+    if source.max_samples is not None:
+        rows = rows.take(source.max_samples) if streaming else rows.select(range(min(source.max_samples,
+                                                                                      len(rows))))
+    return LoadedSource(rows=rows, format=fmt, fingerprint=fingerprint, label=label)
+
+
+def _generate(fn: Any, split: str, options: Any):
+    yield from fn(split, options)
+
+
+def _files_of(path: Path, label: str) -> list[Path]:
+    if not path.exists():
+        raise UserError(f"{label}: file not found: {path}. Check data.*.path (relative to {Path.cwd()}).")
+    files = sorted(p for p in path.rglob("*") if p.suffix in BUILDERS) if path.is_dir() else [path]
+    if not files:
+        raise UserError(f"{label}: folder {path} holds no {'/'.join(BUILDERS)} files.")
+    kinds = {BUILDERS.get(f.suffix) for f in files}
+    if None in kinds:
+        raise UserError(f"{label}: cannot read '{path.suffix}' files; use one of {', '.join(BUILDERS)}.")
+    if len(kinds) > 1:
+        raise UserError(f"{label}: folder {path} mixes file types ({', '.join(sorted(kinds))}); "
+                        "give each type as its own source.")
+    return files
+
+
+def file_digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _load_files(path: Path, source: DataSource, streaming: bool, label: str):
+    files = _files_of(path, label)
+    builder = BUILDERS[files[0].suffix]
+    if any(f.stat().st_size == 0 for f in files):
+        empty = next(f for f in files if f.stat().st_size == 0)
+        raise UserError(f"{label}: {empty} is empty. Give it rows or remove it from the recipe.")
+    try:
+        rows = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
+                                     streaming=streaming)
+    except Exception as exc:  # the builders raise many types for malformed files
+        raise UserError(f"{label}: could not read {path} as {builder}: {_root_cause(exc)}. "
+                        "Check that every line/row is well-formed.") from None
+    return rows, file_digest(files)
+
+
+def _load_hub(source: DataSource, streaming: bool, label: str):
+    try:
+        rows = datasets.load_dataset(source.name, source.subset, split=source.split, streaming=streaming)
+    except Exception as exc:
+        raise UserError(f"{label}: not a built-in dataset and could not be loaded from the Hugging Face hub "
+                        f"({_root_cause(exc)}). Built-ins: see `llmforge datasets`; local files go in 'path'."
+                        ) from None
+    fingerprint = getattr(rows, "_fingerprint", None) or hashlib.sha256(
+        f"{source.name}:{source.subset}:{source.split}".encode()).hexdigest()[:16]
+    return rows, fingerprint
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _rename_columns(rows: Dataset | IterableDataset, source: DataSource, label: str):
+    if not source.columns:
+        return rows
+    present = rows.column_names
+    if present is not None:
+        missing = [theirs for theirs in source.columns.values() if theirs not in present]
+        if missing:
+            raise UserError(f"{label}: columns maps to '{missing[0]}', which the data does not have. "
+                            f"Its columns are: {', '.join(present)}.")
+    return rows.rename_columns({theirs: ours for ours, theirs in source.columns.items() if theirs != ours})

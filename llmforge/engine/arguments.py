@@ -1,0 +1,69 @@
+"""Recipe -> TrainingArguments (or a TRL config class, which subclasses it).
+
+The one place where recipe keys meet Trainer argument names, so every stage trains,
+checkpoints, logs and evaluates the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from llmforge.config.schema import RunConfig
+from llmforge.errors import UserError
+
+
+def precision(cfg: RunConfig) -> dict[str, Any]:
+    """fp32 on CPU; bf16 autocast on GPUs that have it (fp16 otherwise). Weights stay as model.dtype."""
+    if not torch.cuda.is_available():
+        if cfg.model.dtype == "float16":
+            raise UserError("model.dtype=float16 cannot train on a CPU; use float32 or bfloat16.")
+        return {"use_cpu": True}
+    if cfg.model.dtype == "float16":
+        raise UserError("model.dtype=float16 weights cannot be trained directly (the gradient scaler needs "
+                        "float32 weights); use model.dtype=auto (mixed precision) or bfloat16.")
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def training_arguments(
+    cfg: RunConfig, checkpoint_dir: Path, has_eval: bool, args_class: type = TrainingArguments, **extra: Any
+) -> TrainingArguments:
+    t = cfg.train
+    evaluate_during = has_eval and cfg.eval.every_steps is not None
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(checkpoint_dir),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_steps=t.max_steps,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=cfg.eval.micro_batch_size or t.micro_batch_size,
+        gradient_accumulation_steps=t.grad_accum_steps,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        max_grad_norm=t.max_grad_norm,
+        weight_decay=t.weight_decay,
+        optim=t.optimizer,
+        activation_checkpointing=t.gradient_checkpointing,
+        logging_steps=cfg.logging.every_steps,
+        logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
+        report_to="none",  # tensorboard is attached by the engine, pointed at output_dir/tensorboard
+        save_strategy="steps",
+        save_steps=cfg.checkpoint.every_steps,
+        save_total_limit=None,  # rotation happens after the completion marker (engine.checkpoints)
+        eval_strategy="steps" if evaluate_during else "no",
+        eval_steps=cfg.eval.every_steps if evaluate_during else None,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=not sys.stderr.isatty(),
+        include_num_input_tokens_seen="non_padding",
+        **precision(cfg),
+    )
+    kwargs.update(extra)
+    return args_class(**kwargs)

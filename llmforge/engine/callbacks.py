@@ -1,0 +1,88 @@
+"""Trainer callbacks every stage gets: complete-checkpoint marking, metrics, the NaN guard.
+
+They use only the public `TrainerCallback` hooks, so they work the same under
+transformers' Trainer and every TRL trainer built on it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from transformers import TrainerCallback
+
+from llmforge.engine import checkpoints
+from llmforge.engine.run_record import MetricsLog
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN/inf loss or weights; the run stops before saving anything from it."""
+
+    def __init__(self, step: int, what: str) -> None:
+        super().__init__(f"{what} at step {step}")
+        self.step = step
+        self.what = what
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.is_floating_point())
+
+
+class CheckpointCallback(TrainerCallback):
+    """Marks a checkpoint complete once every rank has written it, then rotates old ones.
+
+    Weights are checked for NaN/inf before marking: a checkpoint of broken weights never
+    becomes the one `resume: auto` picks.
+    """
+
+    def __init__(self, folder: Path, keep_last: int) -> None:
+        self.folder = folder
+        self.keep_last = keep_last
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        checkpoint = self.folder / f"checkpoint-{state.global_step}"
+        if model is not None and not _all_finite(model):
+            if state.is_world_process_zero:
+                checkpoints.remove_dir(checkpoint)
+            raise NonFiniteLoss(state.global_step, "non-finite (NaN/inf) weights")
+        PartialState().wait_for_everyone()
+        if state.is_world_process_zero:
+            checkpoints.mark_complete(checkpoint, state.global_step)
+            checkpoints.rotate(self.folder, self.keep_last)
+        return control
+
+
+class MetricsCallback(TrainerCallback):
+    """Appends each Trainer log to metrics.jsonl with its step; adds perplexity to eval lines."""
+
+    def __init__(self, log: MetricsLog) -> None:
+        self.log = log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return control
+        record = {"step": state.global_step, **{k: _plain(v) for k, v in logs.items()}}
+        if "eval_loss" in record:
+            record["eval_perplexity"] = perplexity(record["eval_loss"])
+        self.log.append(record)
+        return control
+
+
+class NanGuardCallback(TrainerCallback):
+    """Stops the run when a logged training loss is NaN/inf (the Trainer's own filter is off)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise NonFiniteLoss(state.global_step, f"training loss {loss}")
+        return control
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf
+
+
+def _plain(value):
+    return value.item() if isinstance(value, torch.Tensor) else value

@@ -1,0 +1,158 @@
+"""Run one stage end to end: resume or skip, train, evaluate, publish `final/`, record it all.
+
+Shared by every stage; a stage only supplies its parts (see stages.base).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelerate import PartialState
+from transformers import Trainer, set_seed
+from transformers.integrations import TensorBoardCallback
+
+from llmforge.config.schema import RunConfig
+from llmforge.engine import checkpoints
+from llmforge.engine.arguments import training_arguments
+from llmforge.engine.callbacks import (
+    CheckpointCallback,
+    MetricsCallback,
+    NanGuardCallback,
+    NonFiniteLoss,
+    perplexity,
+)
+from llmforge.engine.files import folder_fingerprint, publish_dir
+from llmforge.engine.run_record import MetricsLog, OutputLock, RunRecord
+from llmforge.errors import UserError
+from llmforge.stages import STAGES
+from llmforge.stages.base import StageParts
+
+log = logging.getLogger("llmforge")
+
+
+@dataclass
+class RunOutcome:
+    output_dir: Path
+    status: str  # completed | skipped
+    metrics: dict[str, Any]
+
+
+class RunPaths:
+    def __init__(self, output_dir: str) -> None:
+        self.root = Path(output_dir)
+        self.checkpoints = self.root / "checkpoints"
+        self.final = self.root / "final"
+        self.staging = self.root / ".final-staging"
+        self.metrics = self.root / "metrics.jsonl"
+        self.tensorboard = self.root / "tensorboard"
+
+
+def run_stage(cfg: RunConfig) -> RunOutcome:
+    stage = STAGES.get(cfg.stage)
+    if stage is None:
+        raise UserError(f"stage '{cfg.stage}' is not available in this version of llmforge; "
+                        f"available: {', '.join(STAGES)}.")
+    paths = RunPaths(cfg.output_dir)
+    record = RunRecord(paths.root, cfg)
+    if record.finished_before():
+        log.info("%s already completed this run; nothing to do (final model: %s).", paths.root, paths.final)
+        return RunOutcome(paths.root, "skipped", record.previous.get("final_metrics", {}))
+    state = PartialState()
+    lock = OutputLock(paths.root) if state.is_main_process else contextlib.nullcontext()
+    with lock:
+        return _train(cfg, stage.build, paths, record, state)
+
+
+def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state: PartialState) -> RunOutcome:
+    main = state.is_main_process
+    resume = checkpoints.resume_point(cfg.checkpoint.resume, paths.checkpoints)
+    if main:
+        for debris in checkpoints.discard_incomplete(paths.checkpoints):
+            log.warning("Removed %s: it was interrupted while saving.", debris)
+    state.wait_for_everyone()
+    set_seed(cfg.seed)
+    parts: StageParts = build(cfg)
+    args = training_arguments(cfg, paths.checkpoints, parts.eval_dataset is not None, parts.args_class,
+                              **parts.args_extra)
+    trainer = _make_trainer(cfg, parts, args, paths, main)
+    metrics_log = MetricsLog(paths.metrics)
+    if main:
+        if resume is not None:
+            metrics_log.truncate_after(checkpoints.step_of(resume))
+        else:
+            paths.metrics.unlink(missing_ok=True)
+        record.start(parents=parts.parents, data=parts.data, model=parts.model_info)
+        if resume is not None:
+            record.note_resume(resume)
+            log.info("Resuming from %s.", resume)
+    started = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        final_metrics = dict(result.metrics)
+        final_metrics.update(_evaluate(trainer, parts))
+        _publish_final(trainer, parts, paths, main)
+    except NonFiniteLoss as exc:
+        last = checkpoints.complete_checkpoints(paths.checkpoints)
+        kept = f"The last good checkpoint, {last[-1]}, is kept." if last else "No checkpoint was saved before it."
+        if main:
+            record.update(status="failed", error=str(exc))
+        dtype_hint = "" if cfg.model.dtype in ("auto", "float32") else ", or use model.dtype=float32"
+        raise UserError(f"Training stopped: {exc}. {kept} Lower train.lr, raise train.warmup_ratio, or check "
+                        f"the data for broken rows{dtype_hint}.") from None
+    except BaseException as exc:
+        if main:
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    if main:
+        final_metrics["train_wall_seconds"] = round(time.time() - started, 2)
+        record.update(status="completed", final_metrics=final_metrics,
+                      final_fingerprint=folder_fingerprint(paths.final))
+        log.info("Done: %s", paths.final)
+    return RunOutcome(paths.root, "completed", final_metrics)
+
+
+def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, main: bool) -> Trainer:
+    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(
+        MetricsLog(paths.metrics)), NanGuardCallback()]
+    if "tensorboard" in cfg.logging.report_to and main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
+    return parts.trainer_class(
+        model=parts.model,
+        args=args,
+        train_dataset=parts.train_dataset,
+        eval_dataset=parts.eval_dataset,
+        data_collator=parts.data_collator,
+        processing_class=parts.tokenizer,
+        callbacks=callbacks,
+        **parts.trainer_kwargs,
+    )
+
+
+def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if parts.eval_dataset is not None:
+        metrics.update(trainer.evaluate())
+        metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
+    if parts.final_eval is not None:
+        extra = parts.final_eval(trainer)
+        trainer.log(extra)
+        metrics.update(extra)
+    return metrics
+
+
+def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: bool) -> None:
+    """Write final/ in a staging folder and rename it in, so a kill never leaves half a model."""
+    trainer.save_model(str(paths.staging))
+    if main:
+        parts.tokenizer.save_pretrained(str(paths.staging))
+        # A pickle the Trainer adds; final/ holds only safe formats (safetensors, JSON).
+        (paths.staging / "training_args.bin").unlink(missing_ok=True)
+        publish_dir(paths.staging, paths.final)
+    PartialState().wait_for_everyone()

@@ -1,0 +1,153 @@
+"""Turn `model.name` into a model and tokenizer, whatever the name points at.
+
+One code path for all: a preset is built from its config; a local HF folder, a
+previous run's output folder and a hub id all go through `from_pretrained`
+(`trust_remote_code` only when the recipe asks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from llmforge.config.schema import ModelConfig
+from llmforge.errors import UserError, did_you_mean
+from llmforge.registry.families import Family, family_for
+from llmforge.registry.presets import DROPOUT_OFF, PRESETS, Preset
+from llmforge.registry.runs import read_run_info
+from llmforge.registry.tokenizer import tiny_tokenizer
+
+SourceKind = Literal["preset", "folder", "run", "hub"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where `model.name` points, before anything is loaded."""
+
+    kind: SourceKind
+    name: str
+    location: str  # preset name, folder path, or hub id
+    run_dir: Path | None = None
+
+    @property
+    def preset(self) -> Preset | None:
+        return PRESETS.get(self.location) if self.kind == "preset" else None
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: Any
+    family: Family
+    source: ModelSource
+
+
+def resolve_source(name: str) -> ModelSource:
+    """Preset, then local folder (a run's output or an HF folder), then hub id."""
+    if name in PRESETS:
+        return ModelSource("preset", name, name)
+    path = Path(name).expanduser()
+    if path.exists():
+        if (path / "run.json").is_file():
+            return _run_source(name, path)
+        if (path / "config.json").is_file():
+            return ModelSource("folder", name, str(path))
+        raise UserError(f"model.name '{name}' is a folder without config.json or run.json: it is neither a "
+                        "Hugging Face model folder nor an llmforge run. Point it at the folder that holds "
+                        "config.json, or at a run's output_dir.")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"model.name '{name}' looks like a path but does not exist.{did_you_mean(name, PRESETS)}")
+    return ModelSource("hub", name, name)
+
+
+def _run_source(name: str, run_dir: Path) -> ModelSource:
+    info = read_run_info(run_dir)
+    final = run_dir / "final"
+    if info.get("status") != "completed" or not (final / "config.json").is_file():
+        raise UserError(f"model.name '{name}' is an llmforge run that has not completed (status: "
+                        f"{info.get('status', 'unknown')}). Finish it first (run the same command again to "
+                        "resume), or name a completed run.")
+    return ModelSource("run", name, str(final), run_dir=run_dir)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """Weights stay float32 under `auto`; GPUs train them under bf16 autocast (see engine.precision)."""
+    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[name]
+
+
+def _attn(cfg: ModelConfig) -> str:
+    return "sdpa" if cfg.attn_implementation == "auto" else cfg.attn_implementation
+
+
+def load_tokenizer(source: ModelSource, cfg: ModelConfig, family: Family | None = None) -> Any:
+    preset = source.preset
+    if preset is not None and preset.tokenizer is None:
+        return tiny_tokenizer(family or family_for(preset.model_type))
+    location = preset.tokenizer if preset is not None else source.location
+    tokenizer = _hub_call(AutoTokenizer.from_pretrained, location, cfg, what="tokenizer")
+    if family is not None and not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = family.chat_template
+    if tokenizer.pad_token is None:
+        # Collators mask padding by length, not by pad id, so sharing EOS is safe here.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _hub_call(fn: Any, location: str, cfg: ModelConfig, what: str, **kwargs: Any) -> Any:
+    try:
+        return fn(location, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision, **kwargs)
+    except (OSError, ValueError) as exc:
+        hint = did_you_mean(location, PRESETS)
+        if "trust_remote_code" in str(exc):
+            hint = " It ships its own code: set model.trust_remote_code=true if you trust it."
+        raise UserError(f"Could not load the {what} of '{location}': {str(exc).splitlines()[0]}{hint} "
+                        f"Presets: {', '.join(PRESETS)}; local folders and completed runs also work.") from None
+
+
+def preset_config(preset: Preset, tokenizer: Any, overrides: dict[str, Any]) -> Any:
+    base = AutoConfig.for_model(preset.model_type)
+    unknown = [key for key in overrides if not hasattr(base, key)]
+    if unknown:
+        raise UserError(f"model.config_overrides: '{unknown[0]}' is not a field of a {preset.model_type} "
+                        f"config.{did_you_mean(unknown[0], base.to_dict())}")
+    fields = {**preset.config, **DROPOUT_OFF.get(preset.model_type, {}), **overrides}
+    fields["vocab_size"] = int(math.ceil(len(tokenizer) / 64) * 64)
+    for role in ("bos", "eos", "pad"):
+        fields[f"{role}_token_id"] = getattr(tokenizer, f"{role}_token_id")
+    return AutoConfig.for_model(preset.model_type, **fields)
+
+
+def load_model(
+    cfg: ModelConfig, auto_class: Any = AutoModelForCausalLM, **model_kwargs: Any
+) -> LoadedModel:
+    """Build or load the model named by `cfg.name` (seed the RNG first: presets are random-init)."""
+    source = resolve_source(cfg.name)
+    dtype = resolve_dtype(cfg.dtype)
+    if source.kind == "preset":
+        family = family_for(source.preset.model_type)
+        tokenizer = load_tokenizer(source, cfg, family)
+        config = preset_config(source.preset, tokenizer, cfg.config_overrides)
+        model = auto_class.from_config(config, attn_implementation=_attn(cfg), dtype=dtype, **model_kwargs)
+    else:
+        if cfg.config_overrides:
+            raise UserError("model.config_overrides only applies to presets built from scratch; "
+                            f"'{cfg.name}' is loaded with its own config.")
+        config = _hub_call(AutoConfig.from_pretrained, source.location, cfg, what="config")
+        family = family_for(config.model_type)
+        tokenizer = load_tokenizer(source, cfg, family)
+        model = _hub_call(auto_class.from_pretrained, source.location, cfg, what="weights", dtype=dtype,
+                          attn_implementation=_attn(cfg), **model_kwargs)
+    return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

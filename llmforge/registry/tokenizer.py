@@ -1,0 +1,54 @@
+"""The tiny presets' tokenizer: a real byte-level BPE, so any UTF-8 text tokenizes.
+
+It is trained by `scripts/train_tokenizer.py` on the built-in data and shipped in
+`registry/assets/tiny-bpe/`; every family's tiny preset shares it and differs only in
+chat template, the way real families differ.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from llmforge.registry.families import Family
+
+BOS, EOS, PAD = "<|begin_of_text|>", "<|endoftext|>", "<|pad|>"
+SPECIAL_TOKENS = [
+    EOS, PAD, BOS,
+    "<|im_start|>", "<|im_end|>",  # chatml (qwen2, gpt2 presets)
+    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",  # llama 3
+    "[INST]", "[/INST]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",  # mistral
+    "<start_of_turn>", "<end_of_turn>",  # gemma
+]
+TINY_VOCAB_SIZE = 2048
+ASSET = "tiny-bpe/tokenizer.json"
+
+
+def train_bpe(texts, vocab_size: int = TINY_VOCAB_SIZE) -> Tokenizer:
+    """Byte-level BPE; digits split one by one (it makes arithmetic learnable)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def tiny_tokenizer(family: Family) -> PreTrainedTokenizerFast:
+    """The shipped BPE wrapped for transformers, with the family's chat template."""
+    path = resources.files("llmforge.registry") / "assets" / ASSET
+    backend = Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD, model_max_length=1 << 30
+    )
+    tokenizer.chat_template = family.chat_template
+    return tokenizer

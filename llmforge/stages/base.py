@@ -1,0 +1,39 @@
+"""The shape every stage has: build its parts from the config; the engine does the rest.
+
+A stage never writes its own loop, checkpointing or logging. It returns a model, data
+and the trainer class to drive them (transformers' Trainer or a TRL trainer), and the
+engine trains, checkpoints, resumes, evaluates and saves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from transformers import Trainer, TrainingArguments
+
+from llmforge.config.schema import RunConfig
+
+
+@dataclass
+class StageParts:
+    model: Any
+    tokenizer: Any
+    train_dataset: Any
+    eval_dataset: Any = None
+    data_collator: Any = None
+    trainer_class: type = Trainer
+    args_class: type = TrainingArguments
+    args_extra: dict[str, Any] = field(default_factory=dict)
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    parents: list[dict[str, Any]] = field(default_factory=list)  # lineage: what this run was made from
+    data: dict[str, Any] = field(default_factory=dict)  # data fingerprints and counts
+    model_info: dict[str, Any] = field(default_factory=dict)
+    final_eval: Callable[[Trainer], dict[str, float]] | None = None  # stage-specific end metrics
+
+
+class Stage(Protocol):
+    name: str
+
+    def build(self, cfg: RunConfig) -> StageParts: ...

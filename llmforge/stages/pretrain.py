@@ -1,0 +1,31 @@
+"""Causal-LM pretraining: packed blocks of the training corpus, next-token loss."""
+
+from __future__ import annotations
+
+from llmforge.config.schema import RunConfig
+from llmforge.data.packing import BlockCollator
+from llmforge.data.pretrain import prepare_pretrain_data
+from llmforge.registry import load_model
+from llmforge.stages.base import StageParts
+from llmforge.stages.common import model_summary, parent_of
+
+
+class PretrainStage:
+    name = "pretrain"
+
+    def build(self, cfg: RunConfig) -> StageParts:
+        loaded = load_model(cfg.model)
+        data = prepare_pretrain_data(cfg.data, loaded.tokenizer, cfg.seed, cfg.train.max_steps)
+        eval_data = data.eval
+        if eval_data is not None and cfg.eval.max_samples:
+            eval_data = eval_data.select(range(min(cfg.eval.max_samples, len(eval_data))))
+        return StageParts(
+            model=loaded.model,
+            tokenizer=loaded.tokenizer,
+            train_dataset=data.train,
+            eval_dataset=eval_data,
+            data_collator=BlockCollator(loaded.tokenizer.pad_token_id),
+            parents=[parent_of(loaded.source)],
+            data={"fingerprints": data.fingerprints, **data.stats},
+            model_info=model_summary(loaded),
+        )
