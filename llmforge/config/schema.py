@@ -21,10 +21,14 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name: str = Field(description="registry preset, HF id, local HF folder, or a previous run's output_dir")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="weight dtype; auto = float32 on CPU, bfloat16 on GPUs that have it"
+    tokenizer: str | None = Field(
+        None, description="tokenizer to use instead of the model's own (HF id, local folder, or a preset name)"
     )
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights' dtype; auto = float32 weights, trained under bf16 autocast on GPUs that support it"
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="attention kernel; auto = PyTorch SDPA (flash/memory-efficient where available)")
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless asked")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     config_overrides: dict[str, Any] = Field(
@@ -34,10 +38,11 @@ class ModelConfig(Section):
 
 
 class AdapterConfig(Section):
-    type: Literal["none", "lora", "dora", "qlora", "freeze"] = "none"
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    type: Literal["none", "lora", "dora", "qlora", "freeze"] = Field(
+        "none", description="none = full training; lora/dora/qlora via peft; freeze = train the last layers")
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout")
     target_modules: list[str] | Literal["all-linear"] | None = Field(
         None, description="default: the model family's LoRA targets from the registry"
     )
@@ -50,12 +55,12 @@ class DataSource(Section):
     format: Literal["text", "alpaca", "sharegpt", "messages", "preference", "prompt"] | None = Field(
         None, description="row format; built-ins know their own"
     )
-    split: str = "train"
+    split: str = Field("train", description="split to read (built-ins: train, test)")
     subset: str | None = Field(None, description="HF dataset configuration name")
     columns: dict[str, str] = Field(
         default_factory=dict, description="rename columns: {expected_name: name_in_your_file}"
     )
-    max_samples: int | None = Field(None, ge=1)
+    max_samples: int | None = Field(None, ge=1, description="read only the first N rows")
     options: dict[str, Any] = Field(default_factory=dict, description="options of a built-in generator")
 
     @model_validator(mode="after")
@@ -66,32 +71,34 @@ class DataSource(Section):
 
 
 class DataConfig(Section):
-    train: list[DataSource] = Field(min_length=1)
-    eval: list[DataSource] = Field(default_factory=list)
+    train: list[DataSource] = Field(min_length=1, description="training sources, concatenated")
+    eval: list[DataSource] = Field(default_factory=list, description="held-out sources for eval metrics")
     eval_fraction: float = Field(
         0.0, ge=0.0, lt=1.0, description="hold out this share of train documents when data.eval is empty"
     )
     max_length: int = Field(512, ge=8, description="tokens per training row (pretraining block size)")
-    packing: bool = True
+    packing: bool = Field(True, description="pack documents into full rows (pretraining: fixed blocks)")
     streaming: bool = Field(False, description="read and pack on the fly, for corpora bigger than memory")
     cache_dir: str | None = Field(None, description="where tokenized data is cached (default ~/.cache/llmforge)")
 
 
 class TrainConfig(Section):
     max_steps: int = Field(-1, description="optimizer steps; -1 = derive from epochs")
-    epochs: float = Field(1.0, gt=0)
-    micro_batch_size: int = Field(8, ge=1)
-    grad_accum_steps: int = Field(1, ge=1)
-    lr: float = Field(3e-4, gt=0)
+    epochs: float = Field(1.0, gt=0, description="passes over the data when max_steps is -1")
+    micro_batch_size: int = Field(8, ge=1, description="rows per device per forward pass")
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(3e-4, gt=0, description="peak learning rate")
     scheduler: Literal[
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-        "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay",
-    ] = "cosine"
-    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
-    max_grad_norm: float = Field(1.0, ge=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = "adamw_torch"
-    gradient_checkpointing: bool = False
+        "inverse_sqrt", "cosine_with_min_lr",
+    ] = Field("cosine", description="learning-rate schedule after warmup")
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine_with_min_lr: floor as a share of lr")
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="share of steps spent warming up")
+    max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping; 0 = off")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay")
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = Field(
+        "adamw_torch", description="optimizer (adamw_8bit needs bitsandbytes and a GPU)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainConfig:
@@ -102,30 +109,32 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     every_steps: int | None = Field(None, ge=1, description="evaluate during training; default: only at the end")
-    micro_batch_size: int | None = Field(None, ge=1)
+    micro_batch_size: int | None = Field(None, ge=1, description="eval batch size; default train.micro_batch_size")
     max_samples: int | None = Field(None, ge=1, description="cap the eval set (rows) for speed")
 
 
 class CheckpointConfig(Section):
-    every_steps: int = Field(500, ge=1)
-    keep_last: int = Field(2, ge=1)
+    every_steps: int = Field(500, ge=1, description="save a checkpoint every N optimizer steps")
+    keep_last: int = Field(2, ge=1, description="complete checkpoints to keep (older ones are deleted)")
     resume: str = Field("auto", description="auto | never | PATH to a checkpoint folder")
 
 
 class DistributedConfig(Section):
-    nproc_per_node: int = Field(1, ge=1)
-    nnodes: int = Field(1, ge=1)
-    node_rank: int = Field(0, ge=0)
-    master_addr: str = "127.0.0.1"
-    master_port: int = Field(29500, ge=1, le=65535)
-    strategy: Literal["ddp", "fsdp", "deepspeed"] = "ddp"
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    offload: Literal["none", "optimizer", "all"] = "none"
+    nproc_per_node: int = Field(1, ge=1, description="processes (GPUs) per node; >1 relaunches under torchrun")
+    nnodes: int = Field(1, ge=1, description="number of nodes")
+    node_rank: int = Field(0, ge=0, description="this node's index (0 .. nnodes-1)")
+    master_addr: str = Field("127.0.0.1", description="address of node 0 for rendezvous")
+    master_port: int = Field(29500, ge=1, le=65535, description="port of node 0 for rendezvous")
+    strategy: Literal["ddp", "fsdp", "deepspeed"] = Field("ddp", description="how work is split across processes")
+    zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage")
+    offload: Literal["none", "optimizer", "all"] = Field(
+        "none", description="DeepSpeed/FSDP CPU offload: optimizer state, or optimizer and parameters")
 
 
 class LoggingConfig(Section):
-    every_steps: int = Field(10, ge=1)
-    report_to: list[Literal["tensorboard"]] = Field(default_factory=list)
+    every_steps: int = Field(10, ge=1, description="log training metrics every N steps")
+    report_to: list[Literal["tensorboard"]] = Field(
+        default_factory=list, description="extra sinks; tensorboard writes output_dir/tensorboard")
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -136,9 +145,9 @@ class LoggingConfig(Section):
 
 
 class RunConfig(Section):
-    stage: Literal["pretrain", "sft", "rm", "dpo", "ppo", "grpo"]
-    output_dir: str
-    seed: int = 42
+    stage: Literal["pretrain", "sft", "rm", "dpo", "ppo", "grpo"] = Field(description="which stage this recipe runs")
+    output_dir: str = Field(description="run folder: run.json, metrics.jsonl, checkpoints/, final/")
+    seed: int = Field(42, description="seeds model init, data order and dropout")
     model: ModelConfig
     adapter: AdapterConfig = Field(default_factory=AdapterConfig)
     data: DataConfig

@@ -25,9 +25,17 @@ def pack_token_stream(documents: Iterable[list[int]], block_size: int) -> Iterat
         yield buffer
 
 
-def pack_rows(rows: Iterable[dict], block_size: int) -> Iterator[dict]:
-    """`pack_token_stream` over dataset rows with an `input_ids` column, yielding rows."""
-    for block in pack_token_stream((row["input_ids"] for row in rows), block_size):
+def split_documents(documents: Iterable[list[int]], block_size: int) -> Iterator[list[int]]:
+    """Unpacked: one document per row; a long one is cut into several rows, never mixed with another."""
+    for ids in documents:
+        for start in range(0, len(ids), block_size):
+            yield ids[start : start + block_size]
+
+
+def pack_rows(rows: Iterable[dict], block_size: int, packing: bool = True) -> Iterator[dict]:
+    """Rows with an `input_ids` column -> rows of at most `block_size` tokens (packed or one doc each)."""
+    shape = pack_token_stream if packing else split_documents
+    for block in shape((row["input_ids"] for row in rows), block_size):
         yield {"input_ids": block}
 
 

@@ -67,12 +67,13 @@ def _tokenized(src: LoadedSource, tokenizer: Any) -> Dataset | IterableDataset:
     return src.rows.map(_tokenize_fn(tokenizer, src.label), **kwargs)
 
 
-def _packed(sources: list[LoadedSource], tokenizer: Any, block_size: int) -> Dataset:
+def _packed(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig) -> Dataset:
     tokenized = concatenate_datasets([_tokenized(src, tokenizer) for src in sources])
     if len(tokenized) == 0:
         raise UserError(f"{', '.join(s.label for s in sources)}: no non-empty text rows. Check the file "
                         "and the 'text' column mapping.")
-    return Dataset.from_generator(pack_rows, gen_kwargs={"rows": tokenized, "block_size": block_size})
+    return Dataset.from_generator(pack_rows, gen_kwargs={"rows": tokenized, "block_size": cfg.max_length,
+                                                         "packing": cfg.packing})
 
 
 def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps: int) -> PreparedData:
@@ -82,7 +83,7 @@ def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps:
     evals = _text_sources(cfg.eval, False, "eval")
     fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals],
                     "tokenizer": tokenizer_fingerprint(tokenizer)}
-    key = cache_key([fingerprints, cfg.max_length, cfg.eval_fraction, seed, PACKING_VERSION])
+    key = cache_key([fingerprints, cfg.max_length, cfg.packing, cfg.eval_fraction, seed, PACKING_VERSION])
 
     def build() -> DatasetDict:
         train_sources, eval_sources = train, evals
@@ -91,9 +92,9 @@ def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps:
                                                                                   seed=seed)
             train_sources = [LoadedSource(rows["train"], "text", "", "data.train")]
             eval_sources = [LoadedSource(rows["test"], "text", "", "data.train (held-out share)")]
-        splits = {"train": _packed(train_sources, tokenizer, cfg.max_length)}
+        splits = {"train": _packed(train_sources, tokenizer, cfg)}
         if eval_sources:
-            splits["eval"] = _packed(eval_sources, tokenizer, cfg.max_length)
+            splits["eval"] = _packed(eval_sources, tokenizer, cfg)
         return DatasetDict(splits)
 
     data, _ = prepare_once(cache_root(cfg.cache_dir), key, build)
@@ -111,9 +112,10 @@ def _streaming(cfg: DataConfig, tokenizer: Any, max_steps: int) -> PreparedData:
     train = _text_sources(cfg.train, True, "train")
     streams = [_tokenized(src, tokenizer) for src in train]
     stream = streams[0] if len(streams) == 1 else interleave_datasets(streams, stopping_strategy="all_exhausted")
-    packed = IterableDataset.from_generator(pack_rows, gen_kwargs={"rows": stream, "block_size": cfg.max_length})
+    packed = IterableDataset.from_generator(pack_rows, gen_kwargs={"rows": stream, "block_size": cfg.max_length,
+                                                                   "packing": cfg.packing})
     evals = _text_sources(cfg.eval, False, "eval")
-    eval_data = _packed(evals, tokenizer, cfg.max_length) if evals else None
+    eval_data = _packed(evals, tokenizer, cfg) if evals else None
     fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals],
                     "tokenizer": tokenizer_fingerprint(tokenizer), "streaming": True}
     return PreparedData(train=packed, eval=eval_data, fingerprints=fingerprints, stats={"streaming": True})

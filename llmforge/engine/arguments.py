@@ -30,6 +30,13 @@ def precision(cfg: RunConfig) -> dict[str, Any]:
     return {"bf16": bf16, "fp16": not bf16}
 
 
+def scheduler_kwargs(cfg: RunConfig) -> dict[str, Any]:
+    """Extra arguments some schedulers need, from recipe keys."""
+    if cfg.train.scheduler == "cosine_with_min_lr":
+        return {"min_lr_rate": cfg.train.min_lr_ratio}
+    return {}
+
+
 def training_arguments(
     cfg: RunConfig, checkpoint_dir: Path, has_eval: bool, args_class: type = TrainingArguments, **extra: Any
 ) -> TrainingArguments:
@@ -46,6 +53,7 @@ def training_arguments(
         gradient_accumulation_steps=t.grad_accum_steps,
         learning_rate=t.lr,
         lr_scheduler_type=t.scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs(cfg),
         warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
         max_grad_norm=t.max_grad_norm,
         weight_decay=t.weight_decay,

@@ -86,11 +86,11 @@ def _attn(cfg: ModelConfig) -> str:
 
 
 def load_tokenizer(source: ModelSource, cfg: ModelConfig, family: Family | None = None) -> Any:
-    preset = source.preset
-    if preset is not None and preset.tokenizer is None:
-        return tiny_tokenizer(family or family_for(preset.model_type))
-    location = preset.tokenizer if preset is not None else source.location
-    tokenizer = _hub_call(AutoTokenizer.from_pretrained, location, cfg, what="tokenizer")
+    """The tokenizer of `model.tokenizer` if set, else the model's own; chat template from the family if absent."""
+    wanted = cfg.tokenizer or (source.preset.tokenizer if source.preset else None) or source.location
+    if wanted in PRESETS and PRESETS[wanted].tokenizer is None:
+        return tiny_tokenizer(family or family_for(PRESETS[wanted].model_type))
+    tokenizer = _hub_call(AutoTokenizer.from_pretrained, wanted, cfg, what="tokenizer")
     if family is not None and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = family.chat_template
     if tokenizer.pad_token is None:
@@ -141,6 +141,9 @@ def load_model(
         config = _hub_call(AutoConfig.from_pretrained, source.location, cfg, what="config")
         family = family_for(config.model_type)
         tokenizer = load_tokenizer(source, cfg, family)
+        if len(tokenizer) > config.vocab_size:
+            raise UserError(f"model.tokenizer '{cfg.tokenizer}' has {len(tokenizer)} tokens but '{cfg.name}' "
+                            f"embeds only {config.vocab_size}; use the model's own tokenizer.")
         model = _hub_call(auto_class.from_pretrained, source.location, cfg, what="weights", dtype=dtype,
                           attn_implementation=_attn(cfg), **model_kwargs)
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from llmforge.config.schema import RunConfig
 from llmforge.data.packing import BlockCollator
 from llmforge.data.pretrain import prepare_pretrain_data
+from llmforge.errors import UserError
 from llmforge.registry import load_model
 from llmforge.stages.base import StageParts
 from llmforge.stages.common import model_summary, parent_of
@@ -14,6 +15,9 @@ class PretrainStage:
     name = "pretrain"
 
     def build(self, cfg: RunConfig) -> StageParts:
+        if cfg.adapter.type != "none":
+            raise UserError(f"adapter.type={cfg.adapter.type}: pretraining trains the whole model in this "
+                            "version; remove the adapter section (adapters come with the sft stage).")
         loaded = load_model(cfg.model)
         data = prepare_pretrain_data(cfg.data, loaded.tokenizer, cfg.seed, cfg.train.max_steps)
         eval_data = data.eval

@@ -89,3 +89,19 @@ def test_collated_blocks_feed_a_model():
     loaded = load_model(ModelConfig(name="tiny-llama"))
     batch = BlockCollator(loaded.tokenizer.pad_token_id)([{"input_ids": [1, 2, 3]}, {"input_ids": [4]}])
     assert torch.isfinite(loaded.model(**batch).loss)
+
+
+def test_unpacked_rows_hold_one_document_each_and_lose_nothing():
+    from llmforge.data.packing import split_documents
+
+    docs = [[1, 2, 3, 4, 5], [6], [7, 8]]
+    assert list(split_documents(docs, block_size=2)) == [[1, 2], [3, 4], [5], [6], [7, 8]]
+
+
+def test_prepared_unpacked_rows_end_with_eos_per_document():
+    tokenizer = _tokenizer()
+    cfg = DataConfig(train=[{"name": "tinytext", "options": {"num_documents": 20}}], max_length=512,
+                     packing=False)
+    rows = prepare_pretrain_data(cfg, tokenizer, seed=0, max_steps=-1).train["input_ids"]
+    assert len(rows) == 20
+    assert all(row[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in row[:-1] for row in rows)

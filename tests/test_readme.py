@@ -1,0 +1,29 @@
+"""README's first lines are the two commands; its recipe reference matches the schema."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def _reference_module():
+    spec = importlib.util.spec_from_file_location("recipe_reference", ROOT / "scripts" / "recipe_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_section_is_current():
+    module = _reference_module()
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(module.START)[1].split(module.END)[0]
+    assert section.strip() == module.reference().strip(), "run: python scripts/recipe_reference.py --write"
+
+
+def test_readme_opens_with_demo_and_test_commands_that_ci_uses():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    commands = [line for line in lines[:8] if line.startswith("bash scripts/")]
+    assert [c.split()[1] for c in commands] == ["scripts/demo.sh", "scripts/test.sh"]
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
