@@ -18,15 +18,39 @@ from llmforge.errors import UserError
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 
+SUMMARY_KEYS = ("train_loss", "eval_loss", "eval_perplexity", "eval_accuracy")
+
+
 def _train(args: argparse.Namespace) -> int:
     from llmforge.config import load_config
-    from llmforge.engine.runner import run_stage
+    from llmforge.distributed import launcher
 
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        print(launcher.describe_launch(cfg, args.config, args.overrides))
+        return EXIT_OK
+    from llmforge.distributed.state import die_with_launcher
+    from llmforge.engine.runner import check_runnable, run_stage
+
+    die_with_launcher()
+    if launcher.needs_launch(cfg):
+        if check_runnable(cfg):
+            return EXIT_OK
+        return launcher.launch(cfg, args.config, args.overrides)
     outcome = run_stage(cfg)
-    shown = {k: round(v, 4) for k, v in outcome.metrics.items()
-             if k.startswith(("eval_", "train_loss")) and isinstance(v, float)}
-    print(f"{outcome.status}: {outcome.output_dir}  {shown}")
+    if outcome.is_main:
+        shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k in SUMMARY_KEYS}
+        print(f"{outcome.status}: {outcome.output_dir}  {shown}")
+    return EXIT_OK
+
+
+def _slurm(args: argparse.Namespace) -> int:
+    from llmforge.config import load_config
+    from llmforge.distributed.slurm import sbatch_script
+
+    cfg = load_config(args.config, args.overrides)
+    print(sbatch_script(cfg, args.config, args.overrides, args.nodes, args.gpus_per_node, args.partition,
+                        args.time), end="")
     return EXIT_OK
 
 
@@ -82,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, fn, text)
         p.add_argument("config", help="YAML recipe")
         p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
+        if name == "train":
+            p.add_argument("--dry-run", action="store_true",
+                           help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
+    slurm = command("slurm", _slurm, "print an sbatch script that runs the recipe on N nodes")
+    slurm.add_argument("config", help="YAML recipe")
+    slurm.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
+    slurm.add_argument("--nodes", type=int, required=True, help="number of nodes")
+    slurm.add_argument("--gpus-per-node", type=int, default=8, help="GPUs (processes) per node (default 8)")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--time", help="time limit, e.g. 48:00:00")
     models = command("models", _models, "list model presets and local runs")
     models.add_argument("--runs", default="runs", help="folder to search for runs (default: runs)")
     command("datasets", _datasets, "list built-in datasets and data formats")
@@ -99,8 +133,19 @@ def _quiet_libraries() -> None:
         datasets.disable_progress_bars()
 
 
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like parse_args, but `key=value` overrides may also come after options (`--nodes 4 train.lr=1e-4`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     _quiet_libraries()
     try:
         return args.func(args)

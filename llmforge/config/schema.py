@@ -129,6 +129,9 @@ class DistributedConfig(Section):
     zero_stage: Literal[0, 1, 2, 3] = Field(2, description="DeepSpeed ZeRO stage")
     offload: Literal["none", "optimizer", "all"] = Field(
         "none", description="DeepSpeed/FSDP CPU offload: optimizer state, or optimizer and parameters")
+    state_dict: Literal["sharded", "full"] = Field(
+        "sharded", description="FSDP checkpoint format (final/ is always a full HF folder)")
+    deepspeed_config: str | None = Field(None, description="your own DeepSpeed JSON instead of the generated one")
 
 
 class LoggingConfig(Section):

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from datasets import DatasetDict, load_from_disk
+
+from llmforge.distributed.state import process_state
 
 
 def cache_root(configured: str | None) -> Path:
@@ -33,14 +34,20 @@ def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict]) -> tupl
     """Load `root/key`, building it first if absent. Returns (data, built_now)."""
     entry = root / key
     built = False
-    with PartialState().main_process_first():
+    # One builder per node (local main first): with a shared file system the other nodes find it
+    # built; with node-local disks each node builds its own copy.
+    with process_state().local_main_process_first():
         if not entry.is_dir():
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
             try:
                 build().save_to_disk(str(staging / "data"))
-                os.replace(staging / "data", entry)
-                built = True
+                try:
+                    os.replace(staging / "data", entry)
+                    built = True
+                except OSError:
+                    if not entry.is_dir():  # another node published the same entry first: use theirs
+                        raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return load_from_disk(str(entry)), built

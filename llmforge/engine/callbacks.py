@@ -10,9 +10,9 @@ import math
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from transformers import TrainerCallback
 
+from llmforge.distributed.state import process_state
 from llmforge.engine import checkpoints
 from llmforge.engine.run_record import MetricsLog
 
@@ -47,7 +47,7 @@ class CheckpointCallback(TrainerCallback):
             if state.is_world_process_zero:
                 checkpoints.remove_dir(checkpoint)
             raise NonFiniteLoss(state.global_step, "non-finite (NaN/inf) weights")
-        PartialState().wait_for_everyone()
+        process_state().wait_for_everyone()
         if state.is_world_process_zero:
             checkpoints.mark_complete(checkpoint, state.global_step)
             checkpoints.rotate(self.folder, self.keep_last)

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from transformers import Trainer, set_seed
 from transformers.integrations import TensorBoardCallback
 
 from llmforge.config.schema import RunConfig
+from llmforge.distributed.state import process_state
+from llmforge.distributed.strategy import strategy_arguments
 from llmforge.engine import checkpoints
 from llmforge.engine.arguments import training_arguments
 from llmforge.engine.callbacks import (
@@ -40,6 +41,7 @@ class RunOutcome:
     output_dir: Path
     status: str  # completed | skipped
     metrics: dict[str, Any]
+    is_main: bool = True
 
 
 class RunPaths:
@@ -52,23 +54,31 @@ class RunPaths:
         self.tensorboard = self.root / "tensorboard"
 
 
-def run_stage(cfg: RunConfig) -> RunOutcome:
-    stage = STAGES.get(cfg.stage)
-    if stage is None:
+def check_runnable(cfg: RunConfig) -> bool:
+    """Checks made before any process starts; True when this exact run already completed."""
+    if cfg.stage not in STAGES:
         raise UserError(f"stage '{cfg.stage}' is not available in this version of llmforge; "
                         f"available: {', '.join(STAGES)}.")
     paths = RunPaths(cfg.output_dir)
-    record = RunRecord(paths.root, cfg)
-    if record.finished_before():
+    if RunRecord(paths.root, cfg).finished_before():
         log.info("%s already completed this run; nothing to do (final model: %s).", paths.root, paths.final)
+        return True
+    return False
+
+
+def run_stage(cfg: RunConfig) -> RunOutcome:
+    paths = RunPaths(cfg.output_dir)
+    record = RunRecord(paths.root, cfg)
+    if check_runnable(cfg):
         return RunOutcome(paths.root, "skipped", record.previous.get("final_metrics", {}))
-    state = PartialState()
+    stage = STAGES[cfg.stage]
+    state = process_state()
     lock = OutputLock(paths.root) if state.is_main_process else contextlib.nullcontext()
     with lock:
         return _train(cfg, stage.build, paths, record, state)
 
 
-def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state: PartialState) -> RunOutcome:
+def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state: Any) -> RunOutcome:
     main = state.is_main_process
     resume = checkpoints.resume_point(cfg.checkpoint.resume, paths.checkpoints)
     if main:
@@ -78,7 +88,7 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     set_seed(cfg.seed)
     parts: StageParts = build(cfg)
     args = training_arguments(cfg, paths.checkpoints, parts.eval_dataset is not None, parts.args_class,
-                              **parts.args_extra)
+                              **strategy_arguments(cfg, parts.layer_class), **parts.args_extra)
     trainer = _make_trainer(cfg, parts, args, paths, main)
     metrics_log = MetricsLog(paths.metrics)
     if main:
@@ -113,7 +123,7 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
         record.update(status="completed", final_metrics=final_metrics,
                       final_fingerprint=folder_fingerprint(paths.final))
         log.info("Done: %s", paths.final)
-    return RunOutcome(paths.root, "completed", final_metrics)
+    return RunOutcome(paths.root, "completed", final_metrics, is_main=main)
 
 
 def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, main: bool) -> Trainer:
@@ -148,11 +158,15 @@ def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
 
 
 def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: bool) -> None:
-    """Write final/ in a staging folder and rename it in, so a kill never leaves half a model."""
-    trainer.save_model(str(paths.staging))
+    """Write final/ in a staging folder and rename it in, so a kill never leaves half a model.
+
+    The full state dict is gathered from every rank (FSDP shards, ZeRO-3 partitions), so
+    final/ is a plain HF folder whatever the strategy.
+    """
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        model.save_pretrained(str(paths.staging), state_dict=state_dict, safe_serialization=True)
         parts.tokenizer.save_pretrained(str(paths.staging))
-        # A pickle the Trainer adds; final/ holds only safe formats (safetensors, JSON).
-        (paths.staging / "training_args.bin").unlink(missing_ok=True)
         publish_dir(paths.staging, paths.final)
-    PartialState().wait_for_everyone()
+    process_state().wait_for_everyone()

@@ -30,6 +30,7 @@ class StageParts:
     parents: list[dict[str, Any]] = field(default_factory=list)  # lineage: what this run was made from
     data: dict[str, Any] = field(default_factory=dict)  # data fingerprints and counts
     model_info: dict[str, Any] = field(default_factory=dict)
+    layer_class: str | None = None  # the decoder layer FSDP wraps (from the registry family)
     final_eval: Callable[[Trainer], dict[str, float]] | None = None  # stage-specific end metrics
 
 

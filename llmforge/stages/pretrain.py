@@ -32,4 +32,5 @@ class PretrainStage:
             parents=[parent_of(loaded.source)],
             data={"fingerprints": data.fingerprints, **data.stats},
             model_info=model_summary(loaded),
+            layer_class=loaded.family.decoder_layer or None,
         )

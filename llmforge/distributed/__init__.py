@@ -1,0 +1,1 @@
+"""Scaling out: process state, strategy arguments (DDP/FSDP/DeepSpeed), launcher, SLURM."""

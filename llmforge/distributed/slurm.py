@@ -1,0 +1,48 @@
+"""`llmforge slurm`: an sbatch script that runs the same recipe on N nodes.
+
+One task per node; each runs `llmforge train` with its node rank, which launches that
+node's GPU workers. The job requeues on preemption and resumes from its last checkpoint,
+because a run started again resumes by default.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from llmforge.config.schema import RunConfig
+from llmforge.errors import UserError
+
+
+def sbatch_script(cfg: RunConfig, config_path: str, overrides: list[str], nodes: int, gpus_per_node: int,
+                  partition: str | None = None, time_limit: str | None = None, port: int | None = None) -> str:
+    if nodes < 1 or gpus_per_node < 1:
+        raise UserError("--nodes and --gpus-per-node must be at least 1.")
+    port = port or cfg.distributed.master_port
+    header = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=llmforge-{cfg.stage}",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus_per_node}",
+        "#SBATCH --exclusive",
+        "#SBATCH --requeue",
+        "#SBATCH --output=slurm-%x-%j.out",  # the folder must exist before the job starts: use the submit dir
+    ]
+    if partition:
+        header.append(f"#SBATCH --partition={partition}")
+    if time_limit:
+        header.append(f"#SBATCH --time={time_limit}")
+    fixed = [config_path, *overrides, f"distributed.nnodes={nodes}", f"distributed.nproc_per_node={gpus_per_node}",
+             f"distributed.master_port={port}"]
+    command = " ".join(["llmforge", "train", *map(shlex.quote, fixed),
+                        '"distributed.master_addr=$MASTER_ADDR"', '"distributed.node_rank=$SLURM_NODEID"'])
+    body = [
+        "",
+        "set -euo pipefail",
+        f"mkdir -p {shlex.quote(cfg.output_dir)}",
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        "export MASTER_ADDR",
+        "# Each node runs the recipe once; llmforge starts that node's workers under torchrun.",
+        f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c {shlex.quote(command)}",
+    ]
+    return "\n".join(header + body) + "\n"

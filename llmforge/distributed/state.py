@@ -1,0 +1,50 @@
+"""The process's place in a job, created one way everywhere.
+
+accelerate's `PartialState` is a singleton whose first construction decides the
+backend; on CPU it only joins a multi-process job when built with `cpu=True`. Every
+part of llmforge asks here, so the first caller cannot get it wrong.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+import torch
+from accelerate import PartialState
+
+PR_SET_PDEATHSIG = 1
+
+
+def process_state() -> PartialState:
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def launched_externally() -> bool:
+    """True inside torchrun/accelerate launch workers (they set LOCAL_RANK)."""
+    return "LOCAL_RANK" in os.environ
+
+
+def backend() -> str:
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def die_with_launcher() -> None:
+    """In a launched worker: ask Linux to SIGKILL us when the launcher dies.
+
+    torch's elastic launcher starts workers in their own sessions, so a SIGKILL of the
+    launcher (or its process group) would leave them training as orphans, holding the
+    output folder. With this they stop with it, as a scheduler expects.
+    """
+    if not launched_externally() or not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        return
+    if os.getppid() != parent:  # the launcher died before the request took effect
+        os._exit(1)

@@ -1,0 +1,78 @@
+"""`distributed.*` -> the Trainer arguments that select DDP, FSDP2 or DeepSpeed ZeRO.
+
+Configs are generated from the recipe every run (no hand-kept JSON to drift from it);
+a user's own DeepSpeed JSON can replace the generated one. Batch sizes, accumulation,
+clipping and precision stay "auto" so they always follow the recipe's train.* keys.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from llmforge.config.schema import RunConfig
+from llmforge.distributed.state import backend, launched_externally
+from llmforge.errors import UserError
+
+
+def deepspeed_config(cfg: RunConfig) -> dict[str, Any]:
+    d = cfg.distributed
+    if d.deepspeed_config:
+        path = Path(d.deepspeed_config)
+        if not path.is_file():
+            raise UserError(f"distributed.deepspeed_config: {path} does not exist.")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"distributed.deepspeed_config: {path} is not valid JSON ({exc}).") from None
+    zero: dict[str, Any] = {"stage": d.zero_stage, "overlap_comm": False, "contiguous_gradients": True}
+    if d.offload in ("optimizer", "all"):
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if d.offload == "all":
+        if d.zero_stage != 3:
+            raise UserError("distributed.offload=all offloads parameters, which needs distributed.zero_stage=3.")
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    if d.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # final/ is a full HF folder
+    return {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "train_batch_size": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": zero,
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+    }
+
+
+def fsdp_arguments(cfg: RunConfig, layer_class: str | None) -> dict[str, Any]:
+    d = cfg.distributed
+    options = ["full_shard", "auto_wrap"] + (["offload"] if d.offload != "none" else [])
+    config: dict[str, Any] = {
+        "version": 2,
+        "state_dict_type": "SHARDED_STATE_DICT" if d.state_dict == "sharded" else "FULL_STATE_DICT",
+        "reshard_after_forward": True,
+    }
+    if layer_class:
+        config["transformer_layer_cls_to_wrap"] = [layer_class]
+    return {"fsdp": " ".join(options), "fsdp_config": config}
+
+
+def strategy_arguments(cfg: RunConfig, layer_class: str | None) -> dict[str, Any]:
+    """Extra TrainingArguments for `distributed.strategy`; DDP needs none beyond the backend."""
+    d = cfg.distributed
+    extra: dict[str, Any] = {}
+    if launched_externally():
+        # Every parameter takes part in the loss; searching for unused ones costs a graph walk per step.
+        extra.update(ddp_backend=backend(), ddp_find_unused_parameters=False)
+    if d.strategy == "fsdp":
+        extra.update(fsdp_arguments(cfg, layer_class))
+    elif d.strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError("distributed.strategy=deepspeed needs DeepSpeed: pip install 'llmforge[deepspeed]'.")
+        extra["deepspeed"] = deepspeed_config(cfg)
+    elif d.offload != "none":
+        raise UserError("distributed.offload applies to strategy fsdp or deepspeed, not ddp.")
+    return extra

@@ -1,0 +1,173 @@
+"""Real multi-process runs on CPU (gloo): every strategy matches one process at equal global batch.
+
+Tolerances, calibrated on this CPU over 8 steps: losses agree to ~1e-6 and final weights to ~5e-7
+(different thread counts reorder float sums). Bounds: 1e-4 on losses, 1e-5 on weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmforge.engine.checkpoints import MARKER
+from tests.helpers import cli_command, run_cli, write_recipe
+
+pytestmark = pytest.mark.slow
+
+LOSS_TOLERANCE, WEIGHT_TOLERANCE = 1e-4, 1e-5
+SHORT = {"train": {"max_steps": 8, "micro_batch_size": 8}, "checkpoint": {"every_steps": 4, "keep_last": 2},
+         "logging": {"every_steps": 1}}
+STRATEGIES = {
+    "ddp": ["distributed.strategy=ddp"],
+    "fsdp": ["distributed.strategy=fsdp"],
+    "zero2": ["distributed.strategy=deepspeed", "distributed.zero_stage=2"],
+    "zero3": ["distributed.strategy=deepspeed", "distributed.zero_stage=3"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def two_process(port: int | None = None) -> list[str]:
+    """Half the micro-batch on each of two processes: the same global batch as the reference."""
+    return ["distributed.nproc_per_node=2", "train.micro_batch_size=4", f"distributed.master_port={port or free_port()}"]
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "final" / "model.safetensors")
+
+
+def assert_close_runs(a: Path, b: Path) -> None:
+    la, lb = losses(a), losses(b)
+    assert len(la) == len(lb) == 8
+    assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < LOSS_TOLERANCE
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < WEIGHT_TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("dist")
+    return write_recipe(folder, **SHORT)
+
+
+@pytest.fixture(scope="module")
+def runs(recipe) -> dict[str, Path]:
+    """Output folders by name; the single-process reference runs first."""
+    folder = recipe.parent
+    result = run_cli("train", str(recipe), f"output_dir={folder / 'single'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"single": folder / "single"}
+
+
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_two_processes_match_one(recipe, runs, strategy):
+    out = recipe.parent / strategy
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
+    assert result.returncode == 0, result.stderr[-4000:]
+    runs[strategy] = out
+    assert_close_runs(runs["single"], out)
+    assert (out / "checkpoints" / "checkpoint-8" / MARKER).is_file()
+    assert json.loads((out / "run.json").read_text())["config"]["distributed"]["nproc_per_node"] == 2
+    # Rank 0 alone writes the logs: one line per step, not one per rank.
+    assert [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()
+            if '"loss"' in x] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_sharded_strategies_resume_from_their_checkpoint(recipe, runs, strategy):
+    if strategy not in runs:
+        pytest.skip(f"the {strategy} run failed")
+    out = recipe.parent / f"{strategy}-resumed"
+    shutil.copytree(runs[strategy] / "checkpoints" / "checkpoint-4", out / "checkpoints" / "checkpoint-4")
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Resuming from" in result.stderr
+    assert losses(out) == losses(runs[strategy])[4:]  # steps 5-8, logged again after the resume
+    wa, wb = weights(runs[strategy]), weights(out)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_two_nodes_on_loopback(recipe, runs):
+    out = recipe.parent / "two-nodes"
+    port = free_port()
+    common = [f"output_dir={out}", "distributed.nnodes=2", "distributed.nproc_per_node=1",
+              "train.micro_batch_size=4", "distributed.master_addr=127.0.0.1", f"distributed.master_port={port}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    nodes = [subprocess.Popen(cli_command("train", str(recipe), *common, f"distributed.node_rank={rank}"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert_close_runs(runs["single"], out)
+
+
+def _workers_of(out: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", f"output_dir={out}"], capture_output=True, text=True).stdout
+    return found.split()
+
+
+def test_sigkill_of_the_ddp_launcher_stops_its_workers_and_resumes_exactly(recipe, runs):
+    if "ddp" not in runs:
+        pytest.skip("the ddp run failed")
+    out = recipe.parent / "ddp-killed"
+    port = free_port()
+    args = cli_command("train", str(recipe), f"output_dir={out}", *two_process(port), *STRATEGIES["ddp"])
+    job = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = out / "checkpoints" / "checkpoint-4" / MARKER
+    deadline = time.time() + 240
+    while not marker.is_file():
+        assert job.poll() is None and time.time() < deadline, "the job ended before its first checkpoint"
+        time.sleep(0.002)  # kill within milliseconds of checkpoint-4: steps 5-8 are still ahead
+    os.kill(job.pid, signal.SIGKILL)  # the launcher only: its workers must not outlive it
+    job.wait()
+    deadline = time.time() + 10
+    while _workers_of(out) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _workers_of(out), "orphaned workers kept training after the launcher was killed"
+    assert not (out / "final").exists()
+
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES["ddp"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Resuming from" in result.stderr
+    assert losses(out) == losses(runs["ddp"])
+    wa, wb = weights(runs["ddp"]), weights(out)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_workers_user_error_keeps_exit_code_2(recipe):
+    result = run_cli("train", str(recipe), f"output_dir={recipe.parent / 'bad'}", *two_process(),
+                     "data.train.0.name=null", "data.train.0.options={}",
+                     f"data.train.0.path={recipe.parent / 'missing.jsonl'}")
+    assert result.returncode == 2
+    assert "file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_accelerate_launch_runs_the_recipe_unchanged(recipe, runs):
+    out = recipe.parent / "accelerate"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+               "--multi_gpu", "--main_process_port", str(free_port()), "-m", "llmforge", "train", str(recipe),
+               f"output_dir={out}", "train.micro_batch_size=4"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert_close_runs(runs["single"], out)
