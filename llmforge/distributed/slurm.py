@@ -40,7 +40,8 @@ def sbatch_script(cfg: RunConfig, config_path: str, overrides: list[str], nodes:
         "",
         "set -euo pipefail",
         f"mkdir -p {shlex.quote(cfg.output_dir)}",
-        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        # sed reads the whole list (head would exit early, and under pipefail scontrol's SIGPIPE kills the job)
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)',
         "export MASTER_ADDR",
         "# Each node runs the recipe once; llmforge starts that node's workers under torchrun.",
         f"srun --kill-on-bad-exit=1 --ntasks-per-node=1 bash -c {shlex.quote(command)}",

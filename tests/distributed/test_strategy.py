@@ -112,15 +112,16 @@ def test_slurm_script_is_executable_by_bash_with_a_local_srun(tmp_path):
     script.write_text(sbatch_script(cfg, "r.yaml", [], nodes=2, gpus_per_node=1))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-a; echo node-b\n")
+    # Many lines, written slowly: a reader that stops after the first line would SIGPIPE it.
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho node-a\nfor i in $(seq 2 200); do echo node-$i; done\n")
     # srun: run the task once per node, with that node's SLURM_NODEID, echoing instead of training.
     (bin_dir / "srun").write_text('#!/bin/bash\nshift 2\nfor id in 0 1; do SLURM_NODEID=$id "$@"; done\n')
     (bin_dir / "llmforge").write_text('#!/bin/bash\necho "$@"\n')
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "node-[a-b]"}
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path).stdout
-    lines = out.strip().splitlines()
-    assert len(lines) == 2
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2, result.stderr
     for rank, line in enumerate(lines):
         assert f"distributed.node_rank={rank}" in line and "distributed.master_addr=node-a" in line
