@@ -54,6 +54,52 @@ def _slurm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _export(args: argparse.Namespace) -> int:
+    from llmforge.export import export
+
+    print(f"exported: {export(args.model, args.out, args.force)}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from llmforge.inference import generate, load_for_inference
+
+    loaded = load_for_inference(args.model)
+    prompts = args.prompt or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not prompts:
+        raise UserError("Give --prompt TEXT (repeatable), or prompts on standard input, one per line.")
+    for text in generate(loaded, prompts, chat=not args.raw, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, top_p=args.top_p):
+        print(text)
+    return EXIT_OK
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from llmforge.inference import generate, load_for_inference
+
+    loaded = load_for_inference(args.model)
+    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Chat with the model; /reset clears the conversation, /exit (or Ctrl-D) quits.")
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            return EXIT_OK
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        if not line.strip():
+            continue
+        history.append({"role": "user", "content": line.strip()})
+        reply = generate(loaded, [history], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                         top_p=args.top_p)[0]
+        history.append({"role": "assistant", "content": reply})
+        print(reply, flush=True)
+
+
 def _config(args: argparse.Namespace) -> int:
     from llmforge.config import dump, load_config
 
@@ -109,6 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--dry-run", action="store_true",
                            help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
+    def sampling(p: argparse.ArgumentParser) -> None:
+        p.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
+        p.add_argument("--max-new-tokens", type=int, default=128)
+        p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+        p.add_argument("--top-p", type=float, default=1.0)
+
+    gen = command("generate", _generate, "complete prompts with a model (chat template applied)")
+    sampling(gen)
+    gen.add_argument("--prompt", action="append", help="a prompt (repeatable); else read stdin, one per line")
+    gen.add_argument("--raw", action="store_true", help="no chat template: continue the text as given")
+    chat = command("chat", _chat, "talk to a model in the terminal (uses its chat template)")
+    sampling(chat)
+    chat.add_argument("--system", help="a system prompt")
+    exp = command("export", _export, "write a plain HF folder (LoRA merged) that transformers loads")
+    exp.add_argument("model", help="run folder, LoRA run folder, HF folder or hub id")
+    exp.add_argument("out", help="output folder")
+    exp.add_argument("--force", action="store_true", help="replace a non-empty output folder")
     slurm = command("slurm", _slurm, "print an sbatch script that runs the recipe on N nodes")
     slurm.add_argument("config", help="YAML recipe")
     slurm.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,29 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `llmforge ARGS` in a fresh process and capture its output."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def start_run(recipe: Path, *overrides: str) -> subprocess.Popen:
+    """`llmforge train RECIPE` in the background, to be killed."""
+    return subprocess.Popen(cli_command("train", str(recipe), *overrides), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def kill_when(process: subprocess.Popen, condition, timeout: float = 240, poll: float = 0.002) -> None:
+    """SIGKILL `process` as soon as `condition()` holds."""
+    deadline = time.time() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"run ended before the kill point:\n{process.stderr.read()[-3000:]}")
+        if time.time() > deadline:
+            process.kill()
+            raise AssertionError("kill point never reached")
+        time.sleep(poll)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def checkpoint_complete(run: Path, step: int):
+    from llmforge.engine.checkpoints import MARKER
+
+    return lambda: (run / "checkpoints" / f"checkpoint-{step}" / MARKER).is_file()

@@ -79,6 +79,10 @@ class DataConfig(Section):
     max_length: int = Field(512, ge=8, description="tokens per training row (pretraining block size)")
     packing: bool = Field(True, description="pack documents into full rows (pretraining: fixed blocks)")
     streaming: bool = Field(False, description="read and pack on the fly, for corpora bigger than memory")
+    truncation: Literal["truncate", "drop"] = Field(
+        "truncate", description="SFT samples longer than max_length: cut to fit, or leave out (counted either way)")
+    train_on: Literal["assistant", "all"] = Field(
+        "assistant", description="SFT loss on assistant tokens only (default), or on every token")
     cache_dir: str | None = Field(None, description="where tokenized data is cached (default ~/.cache/llmforge)")
 
 

@@ -106,6 +106,10 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
         final_metrics = dict(result.metrics)
         final_metrics.update(_evaluate(trainer, parts))
         _publish_final(trainer, parts, paths, main)
+        if main and parts.final_eval is not None:
+            extra = parts.final_eval(paths.final)
+            trainer.log(extra)
+            final_metrics.update(extra)
     except NonFiniteLoss as exc:
         last = checkpoints.complete_checkpoints(paths.checkpoints)
         kept = f"The last good checkpoint, {last[-1]}, is kept." if last else "No checkpoint was saved before it."
@@ -150,10 +154,6 @@ def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
     if parts.eval_dataset is not None:
         metrics.update(trainer.evaluate())
         metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
-    if parts.final_eval is not None:
-        extra = parts.final_eval(trainer)
-        trainer.log(extra)
-        metrics.update(extra)
     return metrics
 
 

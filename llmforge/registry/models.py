@@ -7,6 +7,7 @@ previous run's output folder and a hub id all go through `from_pretrained`
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from llmforge.registry.presets import DROPOUT_OFF, PRESETS, Preset
 from llmforge.registry.runs import read_run_info
 from llmforge.registry.tokenizer import tiny_tokenizer
 
-SourceKind = Literal["preset", "folder", "run", "hub"]
+SourceKind = Literal["preset", "folder", "adapter", "run", "hub"]
+ADAPTER_FILE = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class LoadedModel:
     tokenizer: Any
     family: Family
     source: ModelSource
+    reloadable_from: str | None = None  # where from_pretrained finds these exact weights (None: built or merged)
 
 
 def resolve_source(name: str) -> ModelSource:
@@ -57,6 +60,8 @@ def resolve_source(name: str) -> ModelSource:
             return _run_source(name, path)
         if (path / "config.json").is_file():
             return ModelSource("folder", name, str(path))
+        if (path / ADAPTER_FILE).is_file():
+            return ModelSource("adapter", name, str(path))
         raise UserError(f"model.name '{name}' is a folder without config.json or run.json: it is neither a "
                         "Hugging Face model folder nor an llmforge run. Point it at the folder that holds "
                         "config.json, or at a run's output_dir.")
@@ -68,7 +73,7 @@ def resolve_source(name: str) -> ModelSource:
 def _run_source(name: str, run_dir: Path) -> ModelSource:
     info = read_run_info(run_dir)
     final = run_dir / "final"
-    if info.get("status") != "completed" or not (final / "config.json").is_file():
+    if info.get("status") != "completed" or not any((final / f).is_file() for f in ("config.json", ADAPTER_FILE)):
         raise UserError(f"model.name '{name}' is an llmforge run that has not completed (status: "
                         f"{info.get('status', 'unknown')}). Finish it first (run the same command again to "
                         "resume), or name a completed run.")
@@ -134,19 +139,42 @@ def load_model(
         tokenizer = load_tokenizer(source, cfg, family)
         config = preset_config(source.preset, tokenizer, cfg.config_overrides)
         model = auto_class.from_config(config, attn_implementation=_attn(cfg), dtype=dtype, **model_kwargs)
-    else:
-        if cfg.config_overrides:
-            raise UserError("model.config_overrides only applies to presets built from scratch; "
-                            f"'{cfg.name}' is loaded with its own config.")
-        config = _hub_call(AutoConfig.from_pretrained, source.location, cfg, what="config")
-        family = family_for(config.model_type)
-        tokenizer = load_tokenizer(source, cfg, family)
-        if len(tokenizer) > config.vocab_size:
-            raise UserError(f"model.tokenizer '{cfg.tokenizer}' has {len(tokenizer)} tokens but '{cfg.name}' "
-                            f"embeds only {config.vocab_size}; use the model's own tokenizer.")
-        model = _hub_call(auto_class.from_pretrained, source.location, cfg, what="weights", dtype=dtype,
-                          attn_implementation=_attn(cfg), **model_kwargs)
-    return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)
+        return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)
+    if cfg.config_overrides:
+        raise UserError("model.config_overrides only applies to presets built from scratch; "
+                        f"'{cfg.name}' is loaded with its own config.")
+    if _is_adapter(source):
+        return _load_merged_adapter(cfg, source, auto_class, **model_kwargs)
+    config = _hub_call(AutoConfig.from_pretrained, source.location, cfg, what="config")
+    family = family_for(config.model_type)
+    tokenizer = load_tokenizer(source, cfg, family)
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(f"model.tokenizer '{cfg.tokenizer}' has {len(tokenizer)} tokens but '{cfg.name}' "
+                        f"embeds only {config.vocab_size}; use the model's own tokenizer.")
+    model = _hub_call(auto_class.from_pretrained, source.location, cfg, what="weights", dtype=dtype,
+                      attn_implementation=_attn(cfg), **model_kwargs)
+    reload = str(Path(source.location).resolve()) if source.kind != "hub" else source.location
+    return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source, reloadable_from=reload)
+
+
+def _is_adapter(source: ModelSource) -> bool:
+    return source.kind != "hub" and (Path(source.location) / ADAPTER_FILE).is_file()
+
+
+def _load_merged_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any, **model_kwargs: Any) -> LoadedModel:
+    """A PEFT adapter folder: load its base, apply the adapter, merge it in (a plain model again)."""
+    from peft import PeftModel
+
+    adapter_config = json.loads((Path(source.location) / ADAPTER_FILE).read_text())
+    base_name = adapter_config.get("base_model_name_or_path")
+    if not base_name:
+        raise UserError(f"{source.location}/{ADAPTER_FILE} does not name its base model "
+                        "(base_model_name_or_path); set it to the base model's folder or hub id.")
+    base = load_model(cfg.model_copy(update={"name": base_name, "tokenizer": None}), auto_class, **model_kwargs)
+    merged = PeftModel.from_pretrained(base.model, source.location).merge_and_unload()
+    tokenizer = load_tokenizer(source, cfg, base.family) if (Path(source.location) / "tokenizer_config.json"
+                                                              ).is_file() else base.tokenizer
+    return LoadedModel(model=merged, tokenizer=tokenizer, family=base.family, source=source)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

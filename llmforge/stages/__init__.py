@@ -2,7 +2,8 @@
 
 from llmforge.stages.base import Stage, StageParts
 from llmforge.stages.pretrain import PretrainStage
+from llmforge.stages.sft import SFTStage
 
-STAGES: dict[str, Stage] = {stage.name: stage for stage in (PretrainStage(),)}
+STAGES: dict[str, Stage] = {stage.name: stage for stage in (PretrainStage(), SFTStage())}
 
 __all__ = ["STAGES", "Stage", "StageParts"]

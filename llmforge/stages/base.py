@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from transformers import Trainer, TrainingArguments
@@ -31,7 +32,7 @@ class StageParts:
     data: dict[str, Any] = field(default_factory=dict)  # data fingerprints and counts
     model_info: dict[str, Any] = field(default_factory=dict)
     layer_class: str | None = None  # the decoder layer FSDP wraps (from the registry family)
-    final_eval: Callable[[Trainer], dict[str, float]] | None = None  # stage-specific end metrics
+    final_eval: Callable[[Path], dict[str, float]] | None = None  # metrics of the published final/ (main rank)
 
 
 class Stage(Protocol):

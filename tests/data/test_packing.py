@@ -103,5 +103,6 @@ def test_prepared_unpacked_rows_end_with_eos_per_document():
     cfg = DataConfig(train=[{"name": "tinytext", "options": {"num_documents": 20}}], max_length=512,
                      packing=False)
     rows = prepare_pretrain_data(cfg, tokenizer, seed=0, max_steps=-1).train["input_ids"]
-    assert len(rows) == 20
-    assert all(row[-1] == tokenizer.eos_token_id and tokenizer.eos_token_id not in row[:-1] for row in rows)
+    expected = [tokenizer(corpus.document(0, "train", i), add_special_tokens=False)["input_ids"]
+                + [tokenizer.eos_token_id] for i in range(20)]
+    assert rows == expected

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmforge.engine.checkpoints import MARKER
-from tests.helpers import cli_command, run_cli, write_recipe
+from tests.helpers import checkpoint_complete, kill_when, run_cli, start_run, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -40,28 +38,6 @@ def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in lines if "loss" in r]
 
 
-def _start(recipe: Path) -> subprocess.Popen:
-    return subprocess.Popen(cli_command("train", str(recipe)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-
-def _kill_when(process: subprocess.Popen, condition, timeout: float = 240, poll: float = 0.002) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"run ended before the kill point:\n{process.stderr.read()[-3000:]}")
-        if time.time() > deadline:
-            process.kill()
-            raise AssertionError("kill point never reached")
-        time.sleep(poll)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-
-
-def _complete(run: Path, step: int):
-    return lambda: (run / "checkpoints" / f"checkpoint-{step}" / MARKER).is_file()
-
-
 def test_sigkill_at_several_points_resumes_to_identical_weights(tmp_path):
     reference = write_recipe(tmp_path, name="ref.yaml", output_dir=str(tmp_path / "ref"), **MULTI_EPOCH)
     assert run_cli("train", str(reference)).returncode == 0
@@ -70,8 +46,8 @@ def test_sigkill_at_several_points_resumes_to_identical_weights(tmp_path):
     run = tmp_path / "killed"
     # Kill mid-step right after a checkpoint, then again in the second epoch, then let it finish.
     for step, delay in ((5, 0.3), (25, 0.05)):
-        process = _start(recipe)
-        _kill_when(process, _complete(run, step))
+        process = start_run(recipe)
+        kill_when(process, checkpoint_complete(run, step))
         time.sleep(delay)
         assert process.returncode == -signal.SIGKILL
         assert json.loads((run / "run.json").read_text())["status"] == "running"
@@ -97,8 +73,8 @@ def test_sigkill_during_checkpoint_save_keeps_last_good_checkpoint(tmp_path):
     recipe = write_recipe(tmp_path, name="killed.yaml", output_dir=str(tmp_path / "killed"), **big)
     run = tmp_path / "killed"
     checkpoint = run / "checkpoints" / "checkpoint-4"
-    process = _start(recipe)
-    _kill_when(process, lambda: checkpoint.is_dir() and not (checkpoint / MARKER).exists(), poll=0.0005)
+    process = start_run(recipe)
+    kill_when(process, lambda: checkpoint.is_dir() and not (checkpoint / MARKER).exists(), poll=0.0005)
     assert checkpoint.is_dir() and not (checkpoint / MARKER).exists(), "the kill must land inside the save"
     assert (run / "checkpoints" / "checkpoint-2" / MARKER).is_file(), "the last good checkpoint survives"
 

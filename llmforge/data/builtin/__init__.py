@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmforge.data.builtin import arithmetic, corpus
 from llmforge.errors import UserError, did_you_mean
 
-GENERATOR_VERSION = 1  # bump when any generator's output changes, so caches are rebuilt
+GENERATOR_VERSION = 2  # bump when any generator's output changes, so caches are rebuilt
 
 
 class CorpusOptions(BaseModel):
@@ -49,7 +49,7 @@ def _arithmetic(kind: str) -> Callable[[str, ArithmeticOptions], Iterator[dict]]
 BUILTINS: dict[str, Builtin] = {
     b.name: b
     for b in (
-        Builtin("tinytext", "text", "synthetic short stories and arithmetic facts for pretraining",
+        Builtin("tinytext", "text", "synthetic stories, arithmetic facts and chat transcripts for pretraining",
                 CorpusOptions, lambda split, o: corpus.generate(split, o.num_documents, o.seed),
                 {"num_documents": 500}),
         Builtin("arithmetic-sft", "messages", "arithmetic questions with the answer as an assistant turn",

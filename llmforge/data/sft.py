@@ -1,0 +1,124 @@
+"""SFT data: conversations or text -> (input_ids, labels), with a stated over-long policy.
+
+Samples longer than `data.max_length` are truncated (default) or dropped
+(`data.truncation: drop`); a truncated sample left with no loss-carrying token is
+dropped. Every count is logged and kept in run.json. Packing is left to TRL's
+padding-free packer, which keeps samples apart by their position ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from datasets import Dataset, DatasetDict, concatenate_datasets
+
+from llmforge.config.schema import DataConfig
+from llmforge.data.cache import cache_key, cache_root, prepare_once
+from llmforge.data.chat import IGNORE, encode_conversation, encode_text
+from llmforge.data.formats import to_conversation, to_prompt
+from llmforge.data.pretrain import tokenizer_fingerprint
+from llmforge.data.sources import LoadedSource, load_source
+from llmforge.errors import UserError
+
+log = logging.getLogger("llmforge")
+SFT_FORMATS = ("alpaca", "sharegpt", "messages", "text")
+SFT_VERSION = 1
+
+
+@dataclass
+class SFTData:
+    train: Dataset
+    eval: Dataset | None
+    accuracy: list[dict[str, Any]]  # held-out prompts with their verifiable answers
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _encode_fn(tokenizer: Any, fmt: str, label: str, max_length: int, policy: str, train_on: str):
+    def encode(row: dict[str, Any], index: int) -> dict[str, Any]:
+        if fmt == "text":
+            text = row.get("text")
+            if not isinstance(text, str):
+                raise UserError(f"{label}, row {index}: 'text' must be a string, got {type(text).__name__}.")
+            encoded = encode_text(tokenizer, text) if text.strip() else None
+        else:
+            messages = to_conversation(row, fmt, label, index)
+            encoded = encode_conversation(tokenizer, messages, train_on) if messages else None
+        if encoded is None:
+            return {"input_ids": [], "labels": [], "status": "empty"}
+        ids, labels, status = encoded.input_ids, encoded.labels, "kept"
+        if len(ids) > max_length:
+            if policy == "drop":
+                return {"input_ids": [], "labels": [], "status": "dropped_too_long"}
+            ids, labels, status = ids[:max_length], labels[:max_length], "truncated"
+        if all(label_id == IGNORE for label_id in labels[1:]):
+            return {"input_ids": [], "labels": [], "status": "dropped_no_answer_left"}
+        return {"input_ids": ids, "labels": labels, "status": status}
+
+    return encode
+
+
+def _encoded(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig, section: str) -> tuple[Dataset, Counter]:
+    parts, counts = [], Counter()
+    for src in sources:
+        if src.format not in SFT_FORMATS:
+            raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; SFT trains on "
+                            f"{', '.join(SFT_FORMATS)} rows (prompt rows only go in data.eval, for accuracy).")
+        encoded = src.rows.map(
+            _encode_fn(tokenizer, src.format, src.label, cfg.max_length, cfg.truncation, cfg.train_on),
+            with_indices=True, remove_columns=src.rows.column_names, desc=f"templating {src.label}")
+        counts.update(encoded["status"])
+        parts.append(encoded.filter(lambda status: status in ("kept", "truncated"), input_columns="status"))
+    data = concatenate_datasets(parts).remove_columns("status")
+    if len(data) == 0:
+        raise UserError(f"data.{section}: no usable samples ({dict(counts)}). Check the format and the rows, "
+                        "or raise data.max_length.")
+    return data, counts
+
+
+def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
+    if cfg.streaming:
+        raise UserError("data.streaming applies to pretraining; SFT datasets are prepared and cached whole.")
+    train = [load_source(s) for s in cfg.train]
+    evals = [load_source(s) for s in cfg.eval]
+    accuracy_sources = [s for s in evals if s.format == "prompt"]
+    loss_sources = [s for s in evals if s.format != "prompt"]
+    fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals],
+                    "tokenizer": tokenizer_fingerprint(tokenizer), "chat_template": tokenizer.chat_template}
+    key = cache_key([fingerprints, cfg.max_length, cfg.truncation, cfg.train_on, cfg.eval_fraction, seed,
+                     SFT_VERSION])
+    stats: dict[str, Any] = {}
+
+    def build() -> DatasetDict:
+        train_data, counts = _encoded(train, tokenizer, cfg, "train")
+        stats["train_counts"] = dict(counts)
+        splits = {"train": train_data}
+        if loss_sources:
+            splits["eval"], eval_counts = _encoded(loss_sources, tokenizer, cfg, "eval")
+            stats["eval_counts"] = dict(eval_counts)
+        elif cfg.eval_fraction > 0:
+            held = train_data.train_test_split(test_size=cfg.eval_fraction, seed=seed)
+            splits = {"train": held["train"], "eval": held["test"]}
+        return DatasetDict(splits)
+
+    data, built = prepare_once(cache_root(cfg.cache_dir), key, build)
+    if built and stats.get("train_counts"):
+        log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats["train_counts"], cfg.max_length,
+                 cfg.truncation)
+    stats.update(train_samples=len(data["train"]), train_tokens=sum(len(x) for x in data["train"]["input_ids"]))
+    accuracy = [
+        {"messages": to_prompt(row, src.label, i), "answer": str(row["answer"])}
+        for src in accuracy_sources for i, row in enumerate(src.rows) if _has_answer(row, src.label, i)
+    ]
+    fingerprints["prepared"] = key
+    return SFTData(data["train"], data.get("eval"), accuracy, fingerprints, stats)
+
+
+def _has_answer(row: dict[str, Any], label: str, index: int) -> bool:
+    if row.get("answer") is None:
+        raise UserError(f"{label}, row {index}: prompt rows in data.eval need an 'answer' to grade generations "
+                        "against (map it with columns: {answer: yours}).")
+    return True
