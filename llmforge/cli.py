@@ -54,6 +54,23 @@ def _slurm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic import ValidationError
+
+    from llmforge.config.schema import DataSource
+    from llmforge.eval import evaluate
+
+    try:
+        source = DataSource(name=args.dataset, path=args.path, format=args.format, split=args.split,
+                            max_samples=args.max_samples)
+    except ValidationError as exc:
+        raise UserError(f"eval data: {exc.errors()[0]['msg']}") from None
+    print(json.dumps(evaluate(args.model, source, max_length=args.max_length)))
+    return EXIT_OK
+
+
 def _export(args: argparse.Namespace) -> int:
     from llmforge.export import export
 
@@ -168,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat = command("chat", _chat, "talk to a model in the terminal (uses its chat template)")
     sampling(chat)
     chat.add_argument("--system", help="a system prompt")
+    ev = command("eval", _eval, "score a model on a dataset: accuracy (prompt rows) or loss/perplexity")
+    ev.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
+    ev.add_argument("--dataset", help="a built-in or hub dataset name")
+    ev.add_argument("--path", help="a local data file or folder")
+    ev.add_argument("--format", help="row format of --path (text, alpaca, sharegpt, messages, prompt)")
+    ev.add_argument("--split", default="test", help="split to read (default: test)")
+    ev.add_argument("--max-samples", type=int, help="score only the first N rows")
+    ev.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")
     exp = command("export", _export, "write a plain HF folder (LoRA merged) that transformers loads")
     exp.add_argument("model", help="run folder, LoRA run folder, HF folder or hub id")
     exp.add_argument("out", help="output folder")

@@ -20,6 +20,8 @@ from datasets import DatasetDict, load_from_disk
 
 from llmforge.distributed.state import process_state
 
+META_FILE = "llmforge_meta.json"
+
 
 def cache_root(configured: str | None) -> Path:
     root = configured or os.environ.get("LLMFORGE_CACHE") or Path.home() / ".cache" / "llmforge"
@@ -30,10 +32,14 @@ def cache_key(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict]) -> tuple[DatasetDict, bool]:
-    """Load `root/key`, building it first if absent. Returns (data, built_now)."""
+def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict | tuple[DatasetDict, dict]],
+                 ) -> tuple[DatasetDict, dict[str, Any]]:
+    """Load `root/key`, building it first if absent. Returns (data, meta).
+
+    `build` may return (data, meta): meta (counts, say) is kept beside the data in the same entry,
+    so a later run that reads the cache reports the same numbers as the run that built it.
+    """
     entry = root / key
-    built = False
     # One builder per node (local main first): with a shared file system the other nodes find it
     # built; with node-local disks each node builds its own copy.
     with process_state().local_main_process_first():
@@ -41,13 +47,17 @@ def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict]) -> tupl
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
             try:
-                build().save_to_disk(str(staging / "data"))
+                result = build()
+                data, meta = result if isinstance(result, tuple) else (result, {})
+                data.save_to_disk(str(staging / "data"))
+                (staging / "data" / META_FILE).write_text(json.dumps(meta))
                 try:
                     os.replace(staging / "data", entry)
-                    built = True
                 except OSError:
                     if not entry.is_dir():  # another node published the same entry first: use theirs
                         raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    return load_from_disk(str(entry)), built
+    meta_file = entry / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return load_from_disk(str(entry)), meta

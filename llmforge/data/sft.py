@@ -90,24 +90,21 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
                     "tokenizer": tokenizer_fingerprint(tokenizer), "chat_template": tokenizer.chat_template}
     key = cache_key([fingerprints, cfg.max_length, cfg.truncation, cfg.train_on, cfg.eval_fraction, seed,
                      SFT_VERSION])
-    stats: dict[str, Any] = {}
-
-    def build() -> DatasetDict:
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
         train_data, counts = _encoded(train, tokenizer, cfg, "train")
-        stats["train_counts"] = dict(counts)
+        meta = {"train_counts": dict(counts)}
         splits = {"train": train_data}
         if loss_sources:
             splits["eval"], eval_counts = _encoded(loss_sources, tokenizer, cfg, "eval")
-            stats["eval_counts"] = dict(eval_counts)
+            meta["eval_counts"] = dict(eval_counts)
         elif cfg.eval_fraction > 0:
             held = train_data.train_test_split(test_size=cfg.eval_fraction, seed=seed)
             splits = {"train": held["train"], "eval": held["test"]}
-        return DatasetDict(splits)
+        return DatasetDict(splits), meta
 
-    data, built = prepare_once(cache_root(cfg.cache_dir), key, build)
-    if built and stats.get("train_counts"):
-        log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats["train_counts"], cfg.max_length,
-                 cfg.truncation)
+    data, stats = prepare_once(cache_root(cfg.cache_dir), key, build)
+    log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"), cfg.max_length,
+             cfg.truncation)
     stats.update(train_samples=len(data["train"]), train_tokens=sum(len(x) for x in data["train"]["input_ids"]))
     accuracy = [
         {"messages": to_prompt(row, src.label, i), "answer": str(row["answer"])}

@@ -54,13 +54,13 @@ class RunPaths:
         self.tensorboard = self.root / "tensorboard"
 
 
-def check_runnable(cfg: RunConfig) -> bool:
+def check_runnable(cfg: RunConfig, record: RunRecord | None = None) -> bool:
     """Checks made before any process starts; True when this exact run already completed."""
     if cfg.stage not in STAGES:
         raise UserError(f"stage '{cfg.stage}' is not available in this version of llmforge; "
                         f"available: {', '.join(STAGES)}.")
     paths = RunPaths(cfg.output_dir)
-    if RunRecord(paths.root, cfg).finished_before():
+    if (record or RunRecord(paths.root, cfg)).finished_before():
         log.info("%s already completed this run; nothing to do (final model: %s).", paths.root, paths.final)
         return True
     return False
@@ -69,7 +69,7 @@ def check_runnable(cfg: RunConfig) -> bool:
 def run_stage(cfg: RunConfig) -> RunOutcome:
     paths = RunPaths(cfg.output_dir)
     record = RunRecord(paths.root, cfg)
-    if check_runnable(cfg):
+    if check_runnable(cfg, record):
         return RunOutcome(paths.root, "skipped", record.previous.get("final_metrics", {}))
     stage = STAGES[cfg.stage]
     state = process_state()
@@ -89,8 +89,8 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     parts: StageParts = build(cfg)
     args = training_arguments(cfg, paths.checkpoints, parts.eval_dataset is not None, parts.args_class,
                               **strategy_arguments(cfg, parts.layer_class), **parts.args_extra)
-    trainer = _make_trainer(cfg, parts, args, paths, main)
     metrics_log = MetricsLog(paths.metrics)
+    trainer = _make_trainer(cfg, parts, args, paths, metrics_log, main)
     if main:
         if resume is not None:
             metrics_log.truncate_after(checkpoints.step_of(resume))
@@ -130,9 +130,10 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     return RunOutcome(paths.root, "completed", final_metrics, is_main=main)
 
 
-def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, main: bool) -> Trainer:
-    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(
-        MetricsLog(paths.metrics)), NanGuardCallback()]
+def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, metrics_log: MetricsLog,
+                  main: bool) -> Trainer:
+    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(metrics_log),
+                 NanGuardCallback()]
     if "tensorboard" in cfg.logging.report_to and main:
         from torch.utils.tensorboard import SummaryWriter
 

@@ -175,3 +175,12 @@ def test_packed_and_unpacked_give_the_same_loss_on_the_same_samples():
         leaky = model(input_ids=packed["input_ids"], labels=packed["labels"], use_cache=False).loss
     assert torch.allclose(loss_padded, loss_packed, atol=1e-5)
     assert not torch.allclose(loss_padded, leaky, atol=1e-3)
+
+
+def test_counts_survive_the_cache(tmp_path):
+    tokenizer = tiny_tokenizer(FAMILIES["qwen2"])
+    path = _write(tmp_path, [{"instruction": "Say it.", "output": "word " * n} for n in (1, 200)])
+    cfg = DataConfig(train=[{"path": path, "format": "alpaca"}], max_length=48)
+    first = prepare_sft_data(cfg, tokenizer, seed=0).stats["train_counts"]
+    again = prepare_sft_data(cfg, tokenizer, seed=0).stats["train_counts"]  # read from the cache
+    assert first == again == {"kept": 1, "truncated": 1}
