@@ -147,3 +147,14 @@ def test_extract_answer():
     assert arithmetic.extract_answer(" 42<|im_end|>") == "42"
     assert arithmetic.extract_answer("The answer is -3.") == "-3"
     assert arithmetic.extract_answer("no idea") is None
+
+
+def test_datasets_command_lists_builtins_and_formats(capsys):
+    from llmforge.cli import main
+    from llmforge.config.schema import DATA_FORMATS
+    from llmforge.data.builtin import BUILTINS
+
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in BUILTINS) and all(fmt in out for fmt in DATA_FORMATS)
+    assert "max_operand=20" in out  # options with their defaults
