@@ -71,7 +71,3 @@ def _freeze_all_but_last(model: Any, count: int, family: Family) -> Any:
         for param in layer.parameters():
             param.requires_grad_(True)
     return model
-
-
-def is_adapter_model(model: Any) -> bool:
-    return hasattr(model, "peft_config")
