@@ -32,7 +32,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
 
 
 def _text_sources(sources: list[DataSource], streaming: bool, section: str) -> list[LoadedSource]:
-    loaded = [load_source(s, streaming=streaming) for s in sources]
+    loaded = [load_source(s, streaming=streaming, default_format="text") for s in sources]
     for src in loaded:
         if src.format != "text":
             raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; pretraining reads "

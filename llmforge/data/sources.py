@@ -35,7 +35,8 @@ def describe(source: DataSource) -> str:
     return f"data source '{source.name or source.path}' (split {source.split})"
 
 
-def load_source(source: DataSource, streaming: bool = False) -> LoadedSource:
+def load_source(source: DataSource, streaming: bool = False, default_format: str | None = None) -> LoadedSource:
+    """`default_format` applies to files and hub data that name none; otherwise it is read off the columns."""
     label = describe(source)
     if source.name and (builtin := get_builtin(source.name)):
         options = resolve_options(builtin, source.split, source.options, label)
@@ -53,15 +54,31 @@ def load_source(source: DataSource, streaming: bool = False) -> LoadedSource:
         raise UserError(f"{label}: 'options' only applies to built-in datasets.")
     elif source.path:
         rows, fingerprint = _load_files(Path(source.path), source, streaming, label)
-        fmt = source.format or "text"
+        fmt = source.format
     else:
         rows, fingerprint = _load_hub(source, streaming, label)
-        fmt = source.format or "text"
+        fmt = source.format
     rows = _rename_columns(rows, source, label)
+    fmt = fmt or default_format or infer_format(rows.column_names, label)
     if source.max_samples is not None:
         rows = rows.take(source.max_samples) if streaming else rows.select(range(min(source.max_samples,
                                                                                       len(rows))))
     return LoadedSource(rows=rows, format=fmt, fingerprint=fingerprint, label=label)
+
+
+def infer_format(columns: list[str] | None, label: str) -> str:
+    """The row format a source's columns imply, for sources that do not name one."""
+    if columns is None:  # a stream that does not know its columns yet
+        return "text"
+    present = set(columns)
+    for fmt, needed in (("messages", {"messages"}), ("sharegpt", {"conversations"}),
+                        ("preference", {"chosen", "rejected"}), ("alpaca", {"instruction", "output"}),
+                        ("prompt", {"prompt"}), ("text", {"text"})):
+        if needed <= present:
+            return fmt
+    raise UserError(f"{label}: cannot tell the row format from its columns ({', '.join(columns)}). Set format: "
+                    "text, alpaca, sharegpt, messages, preference or prompt, and map columns with "
+                    "columns: {expected: yours}.")
 
 
 def _generate(fn: Any, split: str, options: Any):

@@ -158,3 +158,24 @@ def test_datasets_command_lists_builtins_and_formats(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in BUILTINS) and all(fmt in out for fmt in DATA_FORMATS)
     assert "max_operand=20" in out  # options with their defaults
+
+
+@pytest.mark.parametrize("row, fmt", [
+    ({"instruction": "q", "input": "", "output": "a"}, "alpaca"),
+    ({"conversations": [{"from": "human", "value": "q"}]}, "sharegpt"),
+    ({"messages": [{"role": "user", "content": "q"}], "prompt": "q"}, "messages"),
+    ({"prompt": "q", "chosen": "a", "rejected": "b"}, "preference"),
+    ({"prompt": "q", "answer": "1"}, "prompt"),
+    ({"text": "t", "meta": 1}, "text"),
+])
+def test_format_is_inferred_from_columns(tmp_path, row, fmt):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert load_source(DataSource(path=str(path))).format == fmt
+
+
+def test_unrecognisable_columns_ask_for_a_format(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"question": "q", "reply": "a"}) + "\n")
+    with pytest.raises(UserError, match=r"cannot tell the row format from its columns \(question, reply\)"):
+        load_source(DataSource(path=str(path)))
