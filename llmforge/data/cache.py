@@ -32,12 +32,13 @@ def cache_key(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict | tuple[DatasetDict, dict]],
+def prepare_once(root: Path, key: str, build: Callable[[], tuple[DatasetDict, dict[str, Any]]],
                  ) -> tuple[DatasetDict, dict[str, Any]]:
     """Load `root/key`, building it first if absent. Returns (data, meta).
 
-    `build` may return (data, meta): meta (counts, say) is kept beside the data in the same entry,
-    so a later run that reads the cache reports the same numbers as the run that built it.
+    meta (the build's own counts, plus rows and tokens per split, counted here once) is kept beside
+    the data in the same entry, so a run that reads the cache reports what the build measured
+    without scanning the data again.
     """
     entry = root / key
     # One builder per node (local main first): with a shared file system the other nodes find it
@@ -47,8 +48,9 @@ def prepare_once(root: Path, key: str, build: Callable[[], DatasetDict | tuple[D
             root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
             try:
-                result = build()
-                data, meta = result if isinstance(result, tuple) else (result, {})
+                data, meta = build()
+                meta["splits"] = {name: {"rows": len(split), "tokens": sum(map(len, split["input_ids"]))}
+                                  for name, split in data.items()}
                 data.save_to_disk(str(staging / "data"))
                 (staging / "data" / META_FILE).write_text(json.dumps(meta))
                 try:

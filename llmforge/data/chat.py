@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmforge.data.formats import Message
+from llmforge.data.formats import Message, to_conversation
+from llmforge.errors import UserError
 
 IGNORE = -100
 
@@ -65,6 +66,18 @@ def encode_text(tokenizer: Any, text: str) -> Encoded:
     """Plain text rows train on every token and end with EOS."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return Encoded(ids, list(ids))
+
+
+def encode_row(tokenizer: Any, row: dict[str, Any], fmt: str, label: str, index: int,
+               train_on: str = "assistant") -> Encoded | None:
+    """A text or conversation row as tokens and labels; None when it has nothing to learn."""
+    if fmt == "text":
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise UserError(f"{label}, row {index}: 'text' must be a string, got {type(text).__name__}.")
+        return encode_text(tokenizer, text) if text.strip() else None
+    messages = to_conversation(row, fmt, label, index)
+    return encode_conversation(tokenizer, messages, train_on) if messages else None
 
 
 def encode_prompt(tokenizer: Any, messages: list[Message]) -> list[int]:

@@ -104,3 +104,14 @@ def to_prompt(row: dict[str, Any], label: str, index: int) -> list[Message]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
     return _turns(prompt, "role", "content", "prompt", label, index, "prompt")
+
+
+def graded_prompts(rows: Any, label: str) -> list[dict[str, Any]]:
+    """`prompt` rows with their verifiable `answer`, for exact-match accuracy."""
+    items = []
+    for index, row in enumerate(rows):
+        if row.get("answer") is None:
+            raise UserError(f"{label}, row {index}: prompt rows need an 'answer' to grade generations against "
+                            "(map it with columns: {answer: yours}).")
+        items.append({"messages": to_prompt(row, label, index), "answer": str(row["answer"])})
+    return items

@@ -14,7 +14,7 @@ from llmforge.data.packing import pack_rows
 from llmforge.data.sources import LoadedSource, load_source
 from llmforge.errors import UserError
 
-PACKING_VERSION = 1
+PACKING_VERSION = 2  # 2: cache entries carry their row/token counts
 
 
 @dataclass
@@ -85,7 +85,7 @@ def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps:
                     "tokenizer": tokenizer_fingerprint(tokenizer)}
     key = cache_key([fingerprints, cfg.max_length, cfg.packing, cfg.eval_fraction, seed, PACKING_VERSION])
 
-    def build() -> DatasetDict:
+    def build() -> tuple[DatasetDict, dict[str, Any]]:
         train_sources, eval_sources = train, evals
         if not evals and cfg.eval_fraction > 0:
             rows = concatenate_datasets([s.rows for s in train]).train_test_split(test_size=cfg.eval_fraction,
@@ -95,12 +95,12 @@ def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps:
         splits = {"train": _packed(train_sources, tokenizer, cfg)}
         if eval_sources:
             splits["eval"] = _packed(eval_sources, tokenizer, cfg)
-        return DatasetDict(splits)
+        return DatasetDict(splits), {}
 
-    data, _ = prepare_once(cache_root(cfg.cache_dir), key, build)
+    data, meta = prepare_once(cache_root(cfg.cache_dir), key, build)
     fingerprints["prepared"] = key
-    stats = {f"{name}_blocks": len(split) for name, split in data.items()}
-    stats["train_tokens"] = sum(len(ids) for ids in data["train"]["input_ids"])
+    stats = {f"{name}_blocks": split["rows"] for name, split in meta["splits"].items()}
+    stats["train_tokens"] = meta["splits"]["train"]["tokens"]
     return PreparedData(train=data["train"], eval=data.get("eval"), fingerprints=fingerprints, stats=stats)
 
 

@@ -17,15 +17,15 @@ from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from llmforge.config.schema import DataConfig
 from llmforge.data.cache import cache_key, cache_root, prepare_once
-from llmforge.data.chat import IGNORE, encode_conversation, encode_text
-from llmforge.data.formats import to_conversation, to_prompt
+from llmforge.data.chat import IGNORE, encode_row
+from llmforge.data.formats import graded_prompts
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
 SFT_FORMATS = ("alpaca", "sharegpt", "messages", "text")
-SFT_VERSION = 1
+SFT_VERSION = 2  # 2: cache entries carry their row/token counts
 
 
 @dataclass
@@ -39,14 +39,7 @@ class SFTData:
 
 def _encode_fn(tokenizer: Any, fmt: str, label: str, max_length: int, policy: str, train_on: str):
     def encode(row: dict[str, Any], index: int) -> dict[str, Any]:
-        if fmt == "text":
-            text = row.get("text")
-            if not isinstance(text, str):
-                raise UserError(f"{label}, row {index}: 'text' must be a string, got {type(text).__name__}.")
-            encoded = encode_text(tokenizer, text) if text.strip() else None
-        else:
-            messages = to_conversation(row, fmt, label, index)
-            encoded = encode_conversation(tokenizer, messages, train_on) if messages else None
+        encoded = encode_row(tokenizer, row, fmt, label, index, train_on)
         if encoded is None:
             return {"input_ids": [], "labels": [], "status": "empty"}
         ids, labels, status = encoded.input_ids, encoded.labels, "kept"
@@ -105,17 +98,8 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
     data, stats = prepare_once(cache_root(cfg.cache_dir), key, build)
     log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"), cfg.max_length,
              cfg.truncation)
-    stats.update(train_samples=len(data["train"]), train_tokens=sum(len(x) for x in data["train"]["input_ids"]))
-    accuracy = [
-        {"messages": to_prompt(row, src.label, i), "answer": str(row["answer"])}
-        for src in accuracy_sources for i, row in enumerate(src.rows) if _has_answer(row, src.label, i)
-    ]
+    stats.update(train_samples=stats["splits"]["train"]["rows"], train_tokens=stats["splits"]["train"]["tokens"])
+    accuracy = [item for src in accuracy_sources for item in graded_prompts(src.rows, src.label)]
     fingerprints["prepared"] = key
     return SFTData(data["train"], data.get("eval"), accuracy, fingerprints, stats)
 
-
-def _has_answer(row: dict[str, Any], label: str, index: int) -> bool:
-    if row.get("answer") is None:
-        raise UserError(f"{label}, row {index}: prompt rows in data.eval need an 'answer' to grade generations "
-                        "against (map it with columns: {answer: yours}).")
-    return True

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from llmforge.config.schema import DataSource
-from llmforge.data.chat import IGNORE, encode_conversation, encode_text
-from llmforge.data.formats import to_conversation, to_prompt
+from llmforge.data.chat import IGNORE, encode_row
+from llmforge.data.formats import graded_prompts
 from llmforge.data.sources import load_source
 from llmforge.errors import UserError
 from llmforge.inference import exact_match, load_for_inference
@@ -26,20 +26,12 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     if len(data.rows) == 0:
         raise UserError(f"{data.label} has no rows.")
     if data.format == "prompt":
-        items = []
-        for index, row in enumerate(data.rows):
-            if row.get("answer") is None:
-                raise UserError(f"{data.label}, row {index}: prompt rows need an 'answer' to grade against.")
-            items.append({"messages": to_prompt(row, data.label, index), "answer": str(row["answer"])})
+        items = graded_prompts(data.rows, data.label)
         return {"eval_accuracy": exact_match(loaded, items)["accuracy"], "samples": len(items)}
     if data.format == "preference":
         raise UserError("preference rows are scored by a reward model, which arrives with the rm stage.")
-    encoded = []
-    for index, row in enumerate(data.rows):
-        if data.format == "text":
-            encoded.append(encode_text(loaded.tokenizer, row.get("text") or ""))
-        elif messages := to_conversation(row, data.format, data.label, index):
-            encoded.append(encode_conversation(loaded.tokenizer, messages))
+    encoded = [e for i, row in enumerate(data.rows) if (e := encode_row(loaded.tokenizer, row, data.format,
+                                                                        data.label, i))]
     loss = _mean_loss(loaded.model, [(e.input_ids[:max_length], e.labels[:max_length]) for e in encoded],
                       loaded.tokenizer.pad_token_id, batch_size)
     return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700)), "samples": len(encoded)}

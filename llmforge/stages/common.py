@@ -27,8 +27,9 @@ def parent_of(source: ModelSource) -> dict[str, Any]:
     return parent
 
 
-def model_summary(loaded: LoadedModel) -> dict[str, Any]:
-    trainable, total = count_parameters(loaded.model)
+def model_summary(loaded: LoadedModel, trained: Any = None) -> dict[str, Any]:
+    """Family, size and dtype; parameter counts are of `trained` (the model after any adapter)."""
+    trainable, total = count_parameters(trained if trained is not None else loaded.model)
     return {"family": loaded.family.name, "model_type": loaded.model.config.model_type,
             "parameters": total, "trainable_parameters": trainable, "dtype": str(loaded.model.dtype)}
 

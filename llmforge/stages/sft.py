@@ -50,12 +50,7 @@ class SFTStage:
             args_extra=args,
             parents=[parent_of(loaded.source)],
             data={"fingerprints": data.fingerprints, **data.stats, "accuracy_prompts": len(data.accuracy)},
-            model_info={**model_summary(loaded), **_trainable(model), "adapter": cfg.adapter.type},
+            model_info={**model_summary(loaded, model), "adapter": cfg.adapter.type},
             layer_class=loaded.family.decoder_layer or None,
             final_eval=accuracy_eval(data.accuracy) if data.accuracy else None,
         )
-
-
-def _trainable(model: Any) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable_parameters": trainable}
