@@ -164,11 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    for name, fn, text in (("train", _train, "run one stage from a recipe"),
-                           ("config", _config, "print the resolved, validated recipe")):
-        p = command(name, fn, text)
+    def recipe(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("config", help="YAML recipe")
         p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
+        return p
+
+    for name, fn, text in (("train", _train, "run one stage from a recipe"),
+                           ("config", _config, "print the resolved, validated recipe")):
+        p = recipe(command(name, fn, text))
         if name == "train":
             p.add_argument("--dry-run", action="store_true",
                            help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
@@ -197,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("model", help="run folder, LoRA run folder, HF folder or hub id")
     exp.add_argument("out", help="output folder")
     exp.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    slurm = command("slurm", _slurm, "print an sbatch script that runs the recipe on N nodes")
-    slurm.add_argument("config", help="YAML recipe")
-    slurm.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
+    slurm = recipe(command("slurm", _slurm, "print an sbatch script that runs the recipe on N nodes"))
     slurm.add_argument("--nodes", type=int, required=True, help="number of nodes")
     slurm.add_argument("--gpus-per-node", type=int, default=8, help="GPUs (processes) per node (default 8)")
     slurm.add_argument("--partition", help="SLURM partition")
