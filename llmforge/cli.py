@@ -67,7 +67,8 @@ def _eval(args: argparse.Namespace) -> int:
                             max_samples=args.max_samples)
     except ValidationError as exc:
         raise UserError(f"eval data: {exc.errors()[0]['msg']}") from None
-    print(json.dumps(evaluate(args.model, source, max_length=args.max_length)))
+    print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
+                              judge=args.judge)))
     return EXIT_OK
 
 
@@ -188,11 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat = command("chat", _chat, "talk to a model in the terminal (uses its chat template)")
     sampling(chat)
     chat.add_argument("--system", help="a system prompt")
-    ev = command("eval", _eval, "score a model on a dataset: accuracy (prompt rows) or loss/perplexity")
+    ev = command("eval", _eval, "score a model on a dataset: accuracy (prompt rows), loss/perplexity, reward-model "
+                 "pair accuracy (preference rows), or win-rate against another model (--against, --judge)")
     ev.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
     ev.add_argument("--dataset", help="a built-in or hub dataset name")
     ev.add_argument("--path", help="a local data file or folder")
-    ev.add_argument("--format", help="row format of --path (text, alpaca, sharegpt, messages, prompt)")
+    ev.add_argument("--format", help="row format of --path (text, alpaca, sharegpt, messages, preference, prompt)")
+    ev.add_argument("--against", help="baseline model: report the win-rate of MODEL against it")
+    ev.add_argument("--judge", help="reward model that judges the win-rate (an rm run)")
     ev.add_argument("--split", default="test", help="split to read (default: test)")
     ev.add_argument("--max-samples", type=int, help="score only the first N rows")
     ev.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,48 @@ def _private_cache(tmp_path_factory):
     os.environ["LLMFORGE_CACHE"] = str(tmp_path_factory.mktemp("llmforge-cache"))
     os.environ["HF_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf-datasets"))
     yield
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory) -> Path:
+    """The tiny pretrained model (300 steps, ~40 s): the base of the SFT tests."""
+    from llmforge.config import load_config
+    from llmforge.engine.runner import run_stage
+    from tests.helpers import write_recipe
+
+    folder = tmp_path_factory.mktemp("base")
+    recipe = write_recipe(folder, output_dir=str(folder / "pretrain"), data={
+        "train": [{"name": "tinytext"}], "eval": [{"name": "tinytext", "split": "test"}], "max_length": 128},
+        train={"max_steps": 300, "micro_batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.05},
+        checkpoint={"every_steps": 1000})
+    run_stage(load_config(recipe))
+    return folder / "pretrain"
+
+
+@pytest.fixture(scope="session")
+def sft_full(pretrained, tmp_path_factory) -> Path:
+    """Full SFT of it on single-digit arithmetic (~1.5 min): the start of the alignment tests."""
+    from llmforge.config import load_config
+    from llmforge.engine.runner import run_stage
+    from tests.helpers import TINY_SFT, write_recipe
+
+    folder = tmp_path_factory.mktemp("sft-full")
+    recipe = write_recipe(folder, name="sft.yaml", base=TINY_SFT, model={"name": str(pretrained)},
+                          output_dir=str(folder / "run"))
+    run_stage(load_config(recipe))
+    return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def sft_short(pretrained, tmp_path_factory) -> Path:
+    """SFT stopped early (100 steps, ~25 s): it answers 0.3 of the training problems and 0.06 of the
+    held-out ones, leaving DPO and GRPO room to show they learn."""
+    from llmforge.config import load_config
+    from llmforge.engine.runner import run_stage
+    from tests.helpers import TINY_SFT, write_recipe
+
+    folder = tmp_path_factory.mktemp("sft-short")
+    recipe = write_recipe(folder, name="sft.yaml", base=TINY_SFT, model={"name": str(pretrained)},
+                          output_dir=str(folder / "run"), train={"max_steps": 100})
+    run_stage(load_config(recipe))
+    return folder / "run"

@@ -27,6 +27,22 @@ TINY_PRETRAIN: dict[str, Any] = {
     "logging": {"every_steps": 5},
 }
 
+DIGITS = {"max_operand": 9}
+# SFT of the tiny pretrained model on single-digit arithmetic (the start of every alignment test).
+TINY_SFT: dict[str, Any] = {
+    "stage": "sft",
+    "seed": 11,
+    "data": {
+        "train": [{"name": "arithmetic-sft", "options": {"num_samples": 20000, **DIGITS}}],
+        "eval": [{"name": "arithmetic-sft", "split": "test", "options": DIGITS},
+                 {"name": "arithmetic-prompts", "split": "test", "options": DIGITS}],
+        "max_length": 64,
+    },
+    "train": {"max_steps": 300, "micro_batch_size": 32, "lr": 3.0e-3, "warmup_ratio": 0.05},
+    "checkpoint": {"every_steps": 100, "keep_last": 1},
+    "logging": {"every_steps": 20},
+}
+
 
 def deep_update(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -80,3 +96,31 @@ def checkpoint_complete(run: Path, step: int):
     from llmforge.engine.checkpoints import MARKER
 
     return lambda: (run / "checkpoints" / f"checkpoint-{step}" / MARKER).is_file()
+
+
+def final_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    adapter = run / "final" / "adapter_model.safetensors"
+    return load_file(adapter if adapter.is_file() else run / "final" / "model.safetensors")
+
+
+def assert_resumes_exactly(folder: Path, recipe: dict[str, Any], kill_after_checkpoint: int) -> None:
+    """SIGKILL a run once a checkpoint is complete, run it again: same final weights as an uninterrupted run."""
+    import torch
+
+    reference = write_recipe(folder, name="ref.yaml", base=recipe, output_dir=str(folder / "ref"))
+    result = run_cli("train", str(reference))
+    assert result.returncode == 0, result.stderr[-3000:]
+    killed = write_recipe(folder, name="killed.yaml", base=recipe, output_dir=str(folder / "killed"))
+    kill_when(start_run(killed), checkpoint_complete(folder / "killed", kill_after_checkpoint))
+    result = run_cli("train", str(killed))
+    assert result.returncode == 0 and "Resuming from" in result.stderr, result.stderr[-3000:]
+    a, b = final_weights(folder / "ref"), final_weights(folder / "killed")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def metric_lines(run: Path, key: str) -> list[dict[str, Any]]:
+    import json
+
+    return [line for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in line]

@@ -151,6 +151,48 @@ class LoggingConfig(Section):
         return [value] if isinstance(value, str) else value
 
 
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+REWARD_FUNCTIONS = ("arithmetic", "final_number")  # built-in verifiable rewards (llmforge.rl.rewards)
+
+
+class RewardOptions(Section):
+    center_rewards: float | None = Field(
+        None, ge=0.0, description="weight of a penalty pulling mean reward to 0 (TRL center_rewards_coefficient)")
+    stats_samples: int = Field(
+        1000, ge=1, description="pairs scored after training for the mean/std saved in final/reward_stats.json")
+
+
+class DPOOptions(Section):
+    beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: " + ", ".join(DPO_LOSSES))
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="robust/exo: assumed share of flipped labels")
+    sft_weight: float = Field(
+        0.0, ge=0.0, description="add this much NLL loss on the chosen answers (RPO), which keeps their "
+        "likelihood from falling")
+    ref_model: str | None = Field(
+        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
+        "base with adapters off, no second copy")
+    precompute_ref: bool = Field(
+        False, description="score the data with the reference once before training, then free it")
+
+
+class GRPOOptions(Section):
+    num_generations: int = Field(8, ge=2, description="completions sampled per prompt (the group)")
+    beta: float = Field(0.0, ge=0.0, description="KL penalty against the reference (0 = no reference model)")
+    max_new_tokens: int = Field(64, ge=1, description="longest completion")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
+    reward_model: str | None = Field(None, description="a reward model (an rm run or HF folder) scoring completions")
+    reward_functions: list[Literal[REWARD_FUNCTIONS]] = Field(
+        default_factory=list, description="built-in verifiable rewards: " + ", ".join(REWARD_FUNCTIONS))
+    reward_weights: list[float] | None = Field(
+        None, description="weights of [reward_model, *reward_functions] in that order; default all 1")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss aggregation")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the reward std of the group, the batch, or not at all")
+
+
 class RunConfig(Section):
     stage: Literal["pretrain", "sft", "rm", "dpo", "ppo", "grpo"] = Field(description="which stage this recipe runs")
     output_dir: str = Field(description="run folder: run.json, metrics.jsonl, checkpoints/, final/")
@@ -163,6 +205,22 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    rm: RewardOptions = Field(default_factory=RewardOptions)
+    dpo: DPOOptions = Field(default_factory=DPOOptions)
+    grpo: GRPOOptions = Field(default_factory=GRPOOptions)
+
+    @model_validator(mode="after")
+    def _grpo_has_rewards(self) -> RunConfig:
+        g = self.grpo
+        if self.stage == "grpo":
+            if not g.reward_model and not g.reward_functions:
+                raise ValueError("stage grpo needs something to reward: set grpo.reward_model (an rm run) and/or "
+                                 "grpo.reward_functions (" + ", ".join(REWARD_FUNCTIONS) + ")")
+            sources = int(bool(g.reward_model)) + len(g.reward_functions)
+            if g.reward_weights is not None and len(g.reward_weights) != sources:
+                raise ValueError(f"grpo.reward_weights has {len(g.reward_weights)} weights for {sources} rewards "
+                                 "(reward_model first, then reward_functions)")
+        return self
 
 
 # Keys that may change between a run and its resumption without making it a different run.

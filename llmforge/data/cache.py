@@ -49,8 +49,7 @@ def prepare_once(root: Path, key: str, build: Callable[[], tuple[DatasetDict, di
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
             try:
                 data, meta = build()
-                meta["splits"] = {name: {"rows": len(split), "tokens": sum(map(len, split["input_ids"]))}
-                                  for name, split in data.items()}
+                meta["splits"] = {name: {"rows": len(split), "tokens": _tokens(split)} for name, split in data.items()}
                 data.save_to_disk(str(staging / "data"))
                 (staging / "data" / META_FILE).write_text(json.dumps(meta))
                 try:
@@ -63,3 +62,8 @@ def prepare_once(root: Path, key: str, build: Callable[[], tuple[DatasetDict, di
     meta_file = entry / META_FILE
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     return load_from_disk(str(entry)), meta
+
+
+def _tokens(split: Any) -> int:
+    """Tokens in a split: every id column (input_ids; prompt/chosen/rejected ids of preference pairs)."""
+    return sum(sum(map(len, split[column])) for column in split.column_names if column.endswith("_ids"))

@@ -22,14 +22,15 @@ ROLE_ALIASES = {
     "tool": "tool", "function": "tool", "observation": "tool", "ipython": "tool",
 }
 REQUIRED = {"alpaca": ("instruction", "output"), "sharegpt": ("conversations",), "messages": ("messages",),
-            "text": ("text",), "prompt": ("prompt",)}
+            "text": ("text",), "prompt": ("prompt",),
+            "preference": ("chosen", "rejected")}
 
 
 class RowError(UserError):
     pass
 
 
-def _fail(label: str, index: int, problem: str, fmt: str) -> RowError:
+def row_error(label: str, index: int, problem: str, fmt: str) -> RowError:
     needed = " and ".join(f"'{f}'" for f in REQUIRED[fmt])
     return RowError(f"{label}, row {index}: {problem}. '{fmt}' rows need {needed}; if your file names them "
                     "differently, map them with columns: {expected: yours}.")
@@ -42,24 +43,24 @@ def _text(value: Any, field: str, label: str, index: int, fmt: str, optional: bo
         value = "".join(p.get("text", "") for p in value if p.get("type", "text") == "text")
     if not isinstance(value, str):
         problem = "missing field" if value is None else f"must be text, got {type(value).__name__}"
-        raise _fail(label, index, f"'{field}' {problem}", fmt)
+        raise row_error(label, index, f"'{field}' {problem}", fmt)
     return value
 
 
-def _turns(items: Any, role_key: str, content_key: str, field: str, label: str, index: int, fmt: str,
+def parse_turns(items: Any, role_key: str, content_key: str, field: str, label: str, index: int, fmt: str,
            ) -> list[Message]:
     if not isinstance(items, list) or not items:
-        raise _fail(label, index, f"'{field}' must be a non-empty list of turns", fmt)
+        raise row_error(label, index, f"'{field}' must be a non-empty list of turns", fmt)
     messages = []
     for position, turn in enumerate(items):
         if not isinstance(turn, dict):
-            raise _fail(label, index, f"'{field}[{position}]' must be a mapping, got {type(turn).__name__}", fmt)
+            raise row_error(label, index, f"'{field}[{position}]' must be a mapping, got {type(turn).__name__}", fmt)
         keys = (role_key, content_key) if role_key in turn else ("role", "content") if "role" in turn else (
             "from", "value")
         raw_role = turn.get(keys[0])
         role = ROLE_ALIASES.get(str(raw_role).lower()) if raw_role is not None else None
         if role is None:
-            raise _fail(label, index, f"'{field}[{position}].{keys[0]}' is {raw_role!r}, not a known role "
+            raise row_error(label, index, f"'{field}[{position}].{keys[0]}' is {raw_role!r}, not a known role "
                         f"({', '.join(sorted(set(ROLE_ALIASES)))})", fmt)
         content = _text(turn.get(keys[1]), f"{field}[{position}].{keys[1]}", label, index, fmt)
         messages.append({"role": role, "content": content})
@@ -74,7 +75,7 @@ def to_conversation(row: dict[str, Any], fmt: str, label: str, index: int) -> li
             messages.append({"role": "system", "content": system})
         for turn, pair in enumerate(row.get("history") or []):
             if not (isinstance(pair, list | tuple) and len(pair) == 2):
-                raise _fail(label, index, f"'history[{turn}]' must be a [question, answer] pair", fmt)
+                raise row_error(label, index, f"'history[{turn}]' must be a [question, answer] pair", fmt)
             messages += [{"role": "user", "content": _text(pair[0], f"history[{turn}][0]", label, index, fmt)},
                          {"role": "assistant", "content": _text(pair[1], f"history[{turn}][1]", label, index, fmt)}]
         instruction = _text(row.get("instruction"), "instruction", label, index, fmt)
@@ -82,17 +83,17 @@ def to_conversation(row: dict[str, Any], fmt: str, label: str, index: int) -> li
         messages.append({"role": "user", "content": f"{instruction}\n\n{extra}" if extra else instruction})
         messages.append({"role": "assistant", "content": _text(row.get("output"), "output", label, index, fmt)})
     elif fmt == "sharegpt":
-        messages = _turns(row.get("conversations"), "from", "value", "conversations", label, index, fmt)
+        messages = parse_turns(row.get("conversations"), "from", "value", "conversations", label, index, fmt)
         if (system := _text(row.get("system"), "system", label, index, fmt, optional=True)) and \
                 messages[0]["role"] != "system":
             messages.insert(0, {"role": "system", "content": system})
     elif fmt == "messages":
-        messages = _turns(row.get("messages"), "role", "content", "messages", label, index, fmt)
+        messages = parse_turns(row.get("messages"), "role", "content", "messages", label, index, fmt)
     else:
         raise UserError(f"{label}: format '{fmt}' is not a conversation format.")
     answers = [m for m in messages if m["role"] == "assistant"]
     if not answers:
-        raise _fail(label, index, "the conversation has no assistant turn to learn from", fmt)
+        raise row_error(label, index, "the conversation has no assistant turn to learn from", fmt)
     if not any(m["content"].strip() for m in answers):
         return None
     return messages
@@ -103,7 +104,7 @@ def to_prompt(row: dict[str, Any], label: str, index: int) -> list[Message]:
     prompt = row.get("prompt")
     if isinstance(prompt, str):
         return [{"role": "user", "content": prompt}]
-    return _turns(prompt, "role", "content", "prompt", label, index, "prompt")
+    return parse_turns(prompt, "role", "content", "prompt", label, index, "prompt")
 
 
 def graded_prompts(rows: Any, label: str) -> list[dict[str, Any]]:

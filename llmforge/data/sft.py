@@ -9,18 +9,18 @@ padding-free packer, which keeps samples apart by their position ids.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets import Dataset, DatasetDict, concatenate_datasets
+from datasets import Dataset
 
 from llmforge.config.schema import DataConfig
-from llmforge.data.cache import cache_key, cache_root, prepare_once
+from llmforge.data.cache import cache_key
 from llmforge.data.chat import IGNORE, encode_row
 from llmforge.data.formats import graded_prompts
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
+from llmforge.data.splits import encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
@@ -54,22 +54,11 @@ def _encode_fn(tokenizer: Any, fmt: str, label: str, max_length: int, policy: st
     return encode
 
 
-def _encoded(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig, section: str) -> tuple[Dataset, Counter]:
-    parts, counts = [], Counter()
+def _check_sft_formats(sources: list[LoadedSource], section: str) -> None:
     for src in sources:
         if src.format not in SFT_FORMATS:
             raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; SFT trains on "
                             f"{', '.join(SFT_FORMATS)} rows (prompt rows only go in data.eval, for accuracy).")
-        encoded = src.rows.map(
-            _encode_fn(tokenizer, src.format, src.label, cfg.max_length, cfg.truncation, cfg.train_on),
-            with_indices=True, remove_columns=src.rows.column_names, desc=f"templating {src.label}")
-        counts.update(encoded["status"])
-        parts.append(encoded.filter(lambda status: status in ("kept", "truncated"), input_columns="status"))
-    data = concatenate_datasets(parts).remove_columns("status")
-    if len(data) == 0:
-        raise UserError(f"data.{section}: no usable samples ({dict(counts)}). Check the format and the rows, "
-                        "or raise data.max_length.")
-    return data, counts
 
 
 def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
@@ -83,19 +72,14 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
                     "tokenizer": tokenizer_fingerprint(tokenizer), "chat_template": tokenizer.chat_template}
     key = cache_key([fingerprints, cfg.max_length, cfg.truncation, cfg.train_on, cfg.eval_fraction, seed,
                      SFT_VERSION])
-    def build() -> tuple[DatasetDict, dict[str, Any]]:
-        train_data, counts = _encoded(train, tokenizer, cfg, "train")
-        meta = {"train_counts": dict(counts)}
-        splits = {"train": train_data}
-        if loss_sources:
-            splits["eval"], eval_counts = _encoded(loss_sources, tokenizer, cfg, "eval")
-            meta["eval_counts"] = dict(eval_counts)
-        elif cfg.eval_fraction > 0:
-            held = train_data.train_test_split(test_size=cfg.eval_fraction, seed=seed)
-            splits = {"train": held["train"], "eval": held["test"]}
-        return DatasetDict(splits), meta
+    _check_sft_formats(train, "train")
+    _check_sft_formats(loss_sources, "eval")
 
-    data, stats = prepare_once(cache_root(cfg.cache_dir), key, build)
+    def encoder(src: LoadedSource):
+        return _encode_fn(tokenizer, src.format, src.label, cfg.max_length, cfg.truncation, cfg.train_on)
+
+    data, stats = prepare_splits(cfg, key, seed, train, loss_sources,
+                                 lambda sources, section: encode_sources(sources, encoder, section, "samples"))
     log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"), cfg.max_length,
              cfg.truncation)
     stats.update(train_samples=stats["splits"]["train"]["rows"], train_tokens=stats["splits"]["train"]["tokens"])

@@ -34,13 +34,26 @@ def quantization_kwargs(cfg: AdapterConfig) -> dict[str, Any]:
                                                       bnb_4bit_compute_dtype=compute)}
 
 
-def apply_adapter(model: Any, cfg: AdapterConfig, family: Family) -> Any:
+def apply_adapter(model: Any, cfg: AdapterConfig, family: Family, task_type: str = "CAUSAL_LM") -> Any:
     """Return the model to train: itself (none/freeze, with requires_grad set) or a PeftModel."""
     if cfg.type == "none":
         return model
     if cfg.type == "freeze":
         return _freeze_all_but_last(model, cfg.trainable_layers, family)
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    lora = lora_config(model, cfg, family, task_type)
+    if cfg.type == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return get_peft_model(model, lora)
+
+
+def lora_config(model: Any, cfg: AdapterConfig, family: Family, task_type: str = "CAUSAL_LM") -> Any:
+    """The peft LoraConfig of a lora/dora/qlora recipe (for trainers that wrap the model themselves).
+
+    task_type SEQ_CLS keeps the new score head trainable and saved beside the adapters.
+    """
+    from peft import LoraConfig
 
     targets = cfg.target_modules or family.lora_targets
     if isinstance(targets, tuple):
@@ -50,11 +63,8 @@ def apply_adapter(model: Any, cfg: AdapterConfig, family: Family) -> Any:
         raise UserError(f"adapter.target_modules {targets} match no module of this model; its linear layers "
                         "include " + ", ".join(sorted(n for n in present if "proj" in n or "c_" in n)[:12])
                         + ". Or use target_modules: all-linear.")
-    if cfg.type == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    lora = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-                      use_dora=cfg.type == "dora", task_type="CAUSAL_LM", bias="none")
-    return get_peft_model(model, lora)
+    return LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
+                      use_dora=cfg.type == "dora", task_type=task_type, bias="none")
 
 
 def _freeze_all_but_last(model: Any, count: int, family: Family) -> Any:

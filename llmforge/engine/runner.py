@@ -105,7 +105,7 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         final_metrics = dict(result.metrics)
         final_metrics.update(_evaluate(trainer, parts))
-        _publish_final(trainer, parts, paths, main)
+        final_metrics.update(_publish_final(trainer, parts, paths, main))
         if main and parts.final_eval is not None:
             extra = parts.final_eval(paths.final)
             trainer.log(extra)
@@ -138,15 +138,17 @@ def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths,
         from torch.utils.tensorboard import SummaryWriter
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
+    kwargs = dict(parts.trainer_kwargs)
+    if parts.data_collator is not None:  # GRPOTrainer has no collator argument
+        kwargs["data_collator"] = parts.data_collator
     return parts.trainer_class(
         model=parts.model,
         args=args,
         train_dataset=parts.train_dataset,
         eval_dataset=parts.eval_dataset,
-        data_collator=parts.data_collator,
         processing_class=parts.tokenizer,
         callbacks=callbacks,
-        **parts.trainer_kwargs,
+        **kwargs,
     )
 
 
@@ -154,20 +156,25 @@ def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if parts.eval_dataset is not None:
         metrics.update(trainer.evaluate())
-        metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
+        if parts.language_model:
+            metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
     return metrics
 
 
-def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: bool) -> None:
+def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: bool) -> dict[str, float]:
     """Write final/ in a staging folder and rename it in, so a kill never leaves half a model.
 
     The full state dict is gathered from every rank (FSDP shards, ZeRO-3 partitions), so
     final/ is a plain HF folder whatever the strategy.
     """
     state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    metrics: dict[str, float] = {}
     if main:
         model = trainer.accelerator.unwrap_model(trainer.model)
         model.save_pretrained(str(paths.staging), state_dict=state_dict, safe_serialization=True)
         parts.tokenizer.save_pretrained(str(paths.staging))
+        if parts.finalize is not None:
+            metrics = parts.finalize(paths.staging)
         publish_dir(paths.staging, paths.final)
     process_state().wait_for_everyone()
+    return metrics

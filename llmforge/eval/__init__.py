@@ -2,39 +2,80 @@
 
 prompt rows with an `answer` -> exact-match accuracy from greedy generation;
 text rows -> loss and perplexity over every token; conversations (alpaca, sharegpt,
-messages) -> loss and perplexity over the assistant tokens.
+messages) -> loss and perplexity over the assistant tokens; preference rows -> the
+model is a reward model: pair accuracy and margin. With a baseline and a judge, prompt
+(or preference) rows -> win-rate of the model against the baseline.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 import torch
 
 from llmforge.config.schema import DataSource
 from llmforge.data.chat import IGNORE, encode_row
-from llmforge.data.formats import graded_prompts
-from llmforge.data.sources import load_source
+from llmforge.data.formats import graded_prompts, to_prompt
+from llmforge.data.preference import skip_reason, to_pair
+from llmforge.data.preference_data import encode_pair
+from llmforge.data.sources import LoadedSource, load_source
 from llmforge.errors import UserError
+from llmforge.eval.compare import compare
+from llmforge.eval.reward import load_reward_model, pair_metrics, score_ids
 from llmforge.inference import exact_match, load_for_inference
 
 
-def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_size: int = 16) -> dict[str, Any]:
-    loaded = load_for_inference(model_name)
+def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_size: int = 16,
+             baseline: str | None = None, judge: str | None = None) -> dict[str, Any]:
     data = load_source(source)
     if len(data.rows) == 0:
         raise UserError(f"{data.label} has no rows.")
+    if baseline or judge:
+        if not (baseline and judge):
+            raise UserError("a win-rate needs both --against (the baseline model) and --judge (a reward model).")
+        return compare(model_name, baseline, judge, _prompts(data))
+    if data.format == "preference":
+        return score_pairs(model_name, data, max_length, batch_size)
+    loaded = load_for_inference(model_name)
     if data.format == "prompt":
         items = graded_prompts(data.rows, data.label)
         return {"eval_accuracy": exact_match(loaded, items)["accuracy"], "samples": len(items)}
-    if data.format == "preference":
-        raise UserError("preference rows are scored by a reward model, which arrives with the rm stage.")
     encoded = [e for i, row in enumerate(data.rows) if (e := encode_row(loaded.tokenizer, row, data.format,
                                                                         data.label, i))]
     loss = _mean_loss(loaded.model, [(e.input_ids[:max_length], e.labels[:max_length]) for e in encoded],
                       loaded.tokenizer.pad_token_id, batch_size)
     return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700)), "samples": len(encoded)}
+
+
+def _prompts(data: LoadedSource) -> list[dict[str, Any]]:
+    if data.format == "prompt":
+        return [{"messages": to_prompt(row, data.label, i), "answer": row.get("answer")}
+                for i, row in enumerate(data.rows)]
+    if data.format == "preference":
+        return [{"messages": to_pair(row, data.label, i).prompt, "answer": None} for i, row in enumerate(data.rows)]
+    raise UserError(f"{data.label}: a win-rate is measured on prompts: give prompt or preference rows, "
+                    f"not '{data.format}'.")
+
+
+def score_pairs(model_name: str, data: LoadedSource, max_length: int, batch_size: int) -> dict[str, Any]:
+    """The model as a reward model: how often it ranks chosen above rejected (pairs that teach nothing skipped)."""
+    rm = load_reward_model(model_name)
+    chosen, rejected, skipped = [], [], Counter()
+    for index, row in enumerate(data.rows):
+        pair = to_pair(row, data.label, index)
+        if reason := skip_reason(row, pair):
+            skipped[reason] += 1
+            continue
+        prompt, good, bad = encode_pair(rm.tokenizer, pair)
+        chosen.append((prompt + good)[:max_length])
+        rejected.append((prompt + bad)[:max_length])
+    if not chosen:
+        raise UserError(f"{data.label}: no usable preference pairs ({dict(skipped)}).")
+    pad = rm.tokenizer.pad_token_id
+    metrics = pair_metrics(score_ids(rm.model, pad, chosen, batch_size), score_ids(rm.model, pad, rejected, batch_size))
+    return {**metrics, "pairs": len(chosen), "skipped": dict(skipped)}
 
 
 @torch.no_grad()

@@ -25,6 +25,7 @@ from llmforge.registry.tokenizer import tiny_tokenizer
 
 SourceKind = Literal["preset", "folder", "adapter", "run", "hub"]
 ADAPTER_FILE = "adapter_config.json"
+CONFIG_KWARGS = ("num_labels",)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,9 @@ def load_model(
     if source.kind == "preset":
         family = family_for(source.preset.model_type)
         tokenizer = load_tokenizer(source, cfg, family)
-        config = preset_config(source.preset, tokenizer, cfg.config_overrides)
+        # from_pretrained takes config fields (num_labels) as keyword arguments; from_config does not
+        fields = {key: model_kwargs.pop(key) for key in CONFIG_KWARGS if key in model_kwargs}
+        config = preset_config(source.preset, tokenizer, {**cfg.config_overrides, **fields})
         model = auto_class.from_config(config, attn_implementation=_attn(cfg), dtype=dtype, **model_kwargs)
         return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source)
     if cfg.config_overrides:

@@ -8,6 +8,7 @@ chat template, the way real families differ.
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -52,3 +53,25 @@ def tiny_tokenizer(family: Family) -> PreTrainedTokenizerFast:
     )
     tokenizer.chat_template = family.chat_template
     return tokenizer
+
+
+# Tokens real families reserve for padding, tried before a new one is added.
+PAD_CANDIDATES = (PAD, "<pad>", "[PAD]", "<|finetune_right_pad_id|>", "<|fim_pad|>", "<|reserved_special_token_0|>")
+
+
+def ensure_distinct_pad(model: Any, tokenizer: Any) -> None:
+    """Give the tokenizer a pad token that is not EOS, and tell the model.
+
+    A sequence-classification head reads the score at the last token that is not padding;
+    with pad == EOS that is the token *before* the final EOS, so a reward model needs its own.
+    """
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        candidate = next((t for t in PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None)
+        if candidate is not None:
+            tokenizer.pad_token = candidate
+        else:
+            tokenizer.add_special_tokens({"pad_token": PAD})
+            if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+                model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id

@@ -33,6 +33,9 @@ class StageParts:
     model_info: dict[str, Any] = field(default_factory=dict)
     layer_class: str | None = None  # the decoder layer FSDP wraps (from the registry family)
     final_eval: Callable[[Path], dict[str, float]] | None = None  # metrics of the published final/ (main rank)
+    # adds files to final/ before it is published (main rank; gets the staging folder, returns metrics)
+    finalize: Callable[[Path], dict[str, float]] | None = None
+    language_model: bool = True  # eval_loss is a next-token loss (so it has a perplexity)
 
 
 class Stage(Protocol):

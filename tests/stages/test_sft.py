@@ -22,42 +22,17 @@ from llmforge.config import load_config
 from llmforge.data.sft import prepare_sft_data
 from llmforge.engine.runner import run_stage
 from llmforge.inference import exact_match, load_for_inference
-from tests.helpers import checkpoint_complete, kill_when, run_cli, start_run, write_recipe
+from tests.helpers import TINY_SFT, checkpoint_complete, kill_when, run_cli, start_run, write_recipe
 
 pytestmark = pytest.mark.slow
 
 FULL_ACCURACY_BOUND = 0.4
 LORA_ACCURACY_BOUND = 0.3
-DIGITS = {"max_operand": 9}
-SFT: dict = {
-    "stage": "sft",
-    "seed": 11,
-    "data": {
-        "train": [{"name": "arithmetic-sft", "options": {"num_samples": 20000, **DIGITS}}],
-        "eval": [{"name": "arithmetic-sft", "split": "test", "options": DIGITS},
-                 {"name": "arithmetic-prompts", "split": "test", "options": DIGITS}],
-        "max_length": 64,
-    },
-    "train": {"max_steps": 300, "micro_batch_size": 32, "lr": 3.0e-3, "warmup_ratio": 0.05},
-    "checkpoint": {"every_steps": 100, "keep_last": 1},
-    "logging": {"every_steps": 20},
-}
 LORA = {"adapter": {"type": "lora", "r": 16, "alpha": 32}}
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("base")
-    recipe = write_recipe(folder, output_dir=str(folder / "pretrain"), data={
-        "train": [{"name": "tinytext"}], "eval": [{"name": "tinytext", "split": "test"}], "max_length": 128},
-        train={"max_steps": 300, "micro_batch_size": 16, "lr": 3.0e-3, "warmup_ratio": 0.05},
-        checkpoint={"every_steps": 1000})
-    run_stage(load_config(recipe))
-    return folder / "pretrain"
-
-
 def _sft(folder, base, **changes):
-    recipe = write_recipe(folder, base=SFT, model={"name": str(base)}, **changes)
+    recipe = write_recipe(folder, base=TINY_SFT, model={"name": str(base)}, **changes)
     return recipe, run_stage(load_config(recipe))
 
 
@@ -68,13 +43,13 @@ def _accuracy_items(recipe):
     return prepare_sft_data(cfg.data, load_model(cfg.model).tokenizer, cfg.seed).accuracy
 
 
-def test_full_sft_raises_held_out_accuracy(pretrained, tmp_path):
-    recipe, outcome = _sft(tmp_path, pretrained)
-    base = exact_match(load_for_inference(str(pretrained)), _accuracy_items(recipe))["accuracy"]
-    assert base < 0.1
-    assert outcome.metrics["eval_accuracy"] >= FULL_ACCURACY_BOUND > base
-    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert any("eval_accuracy" in line for line in lines) and outcome.metrics["eval_loss"] < 1.0
+def test_full_sft_raises_held_out_accuracy(pretrained, sft_full):
+    base = exact_match(load_for_inference(str(pretrained)), _accuracy_items(sft_full.parent / "sft.yaml"))
+    assert base["accuracy"] < 0.1
+    metrics = json.loads((sft_full / "run.json").read_text())["final_metrics"]
+    assert metrics["eval_accuracy"] >= FULL_ACCURACY_BOUND > base["accuracy"]
+    lines = [json.loads(x) for x in (sft_full / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_accuracy" in line for line in lines) and metrics["eval_loss"] < 1.0
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +101,10 @@ def test_export_merges_lora_into_a_plain_hf_folder(lora_run, tmp_path):
 def test_lora_run_resumes_exactly_after_sigkill(pretrained, tmp_path):
     short = {"train": {"max_steps": 30, "micro_batch_size": 8, "lr": 3.0e-3}, "checkpoint": {"every_steps": 10},
              "logging": {"every_steps": 5}, "eval": {"max_samples": 8}}
-    ref = write_recipe(tmp_path, name="ref.yaml", base=SFT, output_dir=str(tmp_path / "ref"),
+    ref = write_recipe(tmp_path, name="ref.yaml", base=TINY_SFT, output_dir=str(tmp_path / "ref"),
                        model={"name": str(pretrained)}, **LORA, **short)
     assert run_cli("train", str(ref)).returncode == 0
-    recipe = write_recipe(tmp_path, name="killed.yaml", base=SFT, output_dir=str(tmp_path / "killed"),
+    recipe = write_recipe(tmp_path, name="killed.yaml", base=TINY_SFT, output_dir=str(tmp_path / "killed"),
                           model={"name": str(pretrained)}, **LORA, **short)
     process = start_run(recipe)
     kill_when(process, checkpoint_complete(tmp_path / "killed", 20))
@@ -143,6 +118,6 @@ def test_lora_run_resumes_exactly_after_sigkill(pretrained, tmp_path):
 def test_qlora_on_cpu_exits_2_with_a_clear_message(pretrained, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("QLoRA runs on this GPU")
-    recipe = write_recipe(tmp_path, base=SFT, model={"name": str(pretrained)}, adapter={"type": "qlora"})
+    recipe = write_recipe(tmp_path, base=TINY_SFT, model={"name": str(pretrained)}, adapter={"type": "qlora"})
     result = run_cli("train", str(recipe))
     assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,39 @@
+"""Win-rate of one model against another on held-out prompts, judged by a reward model.
+
+Both models answer each prompt greedily; the judge scores both answers in the same
+context. Where prompts carry a verifiable `answer`, both exact-match accuracies come too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from llmforge.data.builtin.arithmetic import extract_answer
+from llmforge.eval.reward import load_reward_model, win_rate
+from llmforge.inference import generate, load_for_inference
+
+
+def _answers(model_name: str, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
+    loaded = load_for_inference(model_name)
+    answers = generate(loaded, prompts, max_new_tokens=max_new_tokens)
+    del loaded
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return answers
+
+
+def compare(model_name: str, baseline_name: str, judge_name: str, items: list[dict[str, Any]],
+            max_new_tokens: int = 64) -> dict[str, Any]:
+    """items: {"messages": prompt, "answer": str | None}. Returns win_rate (ties half) and rewards."""
+    prompts = [item["messages"] for item in items]
+    ours, theirs = _answers(model_name, prompts, max_new_tokens), _answers(baseline_name, prompts, max_new_tokens)
+    result: dict[str, Any] = win_rate(load_reward_model(judge_name), prompts, ours, theirs)
+    graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True) if item.get("answer")]
+    if graded:
+        result["accuracy"] = sum(extract_answer(a) == truth for truth, a, _ in graded) / len(graded)
+        result["baseline_accuracy"] = sum(extract_answer(b) == truth for truth, _, b in graded) / len(graded)
+    result["samples"] = [{"prompt": p[-1]["content"], "answer": a, "baseline": b}
+                         for p, a, b in list(zip(prompts, ours, theirs, strict=True))[:5]]
+    return result

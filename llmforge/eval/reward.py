@@ -1,0 +1,104 @@
+"""Score text with a reward model: pair accuracy, reward statistics, win-rates.
+
+A reward model is any model name the registry resolves (an `rm` run, an HF folder
+of a sequence-classification model with one label). The score is read at the last
+token that is not padding; `rm` runs save the mean and std of their scores in
+`reward_stats.json` beside the weights so later stages (PPO) can normalise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from llmforge.config.schema import ModelConfig
+from llmforge.data.chat import render
+from llmforge.data.formats import Message
+from llmforge.errors import UserError
+from llmforge.registry import load_model, resolve_source
+
+STATS_FILE = "reward_stats.json"
+
+
+@dataclass
+class RewardModel:
+    model: Any
+    tokenizer: Any
+    stats: dict[str, float] | None  # mean/std of its scores, when the run saved them
+
+    def normalise(self, scores: torch.Tensor) -> torch.Tensor:
+        if not self.stats:
+            return scores
+        return (scores - self.stats["mean"]) / max(self.stats["std"], 1e-6)
+
+
+def load_reward_model(name: str, device: str | None = None) -> RewardModel:
+    loaded = load_model(ModelConfig(name=name), AutoModelForSequenceClassification, num_labels=1)
+    if loaded.model.config.num_labels != 1:
+        raise UserError(f"'{name}' is a classifier with {loaded.model.config.num_labels} labels, not a reward "
+                        "model (one score per sequence). Train one with stage: rm.")
+    if loaded.model.config.pad_token_id is None:
+        loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded.model.to(device).eval()
+    return RewardModel(loaded.model, loaded.tokenizer, read_stats(name))
+
+
+def read_stats(name: str) -> dict[str, float] | None:
+    source = resolve_source(name)
+    if source.kind == "hub" or source.kind == "preset":
+        return None
+    path = Path(source.location) / STATS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def stats_of(scores: torch.Tensor) -> dict[str, float]:
+    return {"mean": scores.mean().item(), "std": scores.std(unbiased=False).item(), "count": scores.numel()}
+
+
+@torch.no_grad()
+def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: int = 32) -> torch.Tensor:
+    """One score per token sequence (right-padded; the head reads the last non-pad token)."""
+    scores = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size]
+        width = max(len(s) for s in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, seq in enumerate(batch):
+            ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+        logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        scores.append(logits[:, 0].float().cpu())
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def score_conversations(rm: RewardModel, conversations: list[list[Message]], max_length: int = 2048,
+                        batch_size: int = 32) -> torch.Tensor:
+    sequences = [rm.tokenizer(render(rm.tokenizer, c), add_special_tokens=False)["input_ids"][:max_length]
+                 for c in conversations]
+    return score_ids(rm.model, rm.tokenizer.pad_token_id, sequences, batch_size)
+
+
+def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
+    """Held-out pair accuracy (ties count half) and the mean reward margin."""
+    wins = (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+    return {"eval_accuracy": wins.mean().item(), "eval_margin": (chosen - rejected).mean().item(),
+            "eval_reward_chosen": chosen.mean().item(), "eval_reward_rejected": rejected.mean().item()}
+
+
+def win_rate(rm: RewardModel, prompts: list[list[Message]], answers: list[str], baseline: list[str],
+             ) -> dict[str, float]:
+    """How often the judge prefers `answers` over `baseline` on the same prompts (ties count half)."""
+    ours = score_conversations(rm, [p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, answers,
+                                                                                              strict=True)])
+    theirs = score_conversations(rm, [p + [{"role": "assistant", "content": b}] for p, b in zip(prompts, baseline,
+                                                                                                strict=True)])
+    metrics = pair_metrics(ours, theirs)
+    return {"win_rate": metrics["eval_accuracy"], "reward": ours.mean().item(), "baseline_reward": theirs.mean().item(),
+            "prompts": len(prompts)}
+

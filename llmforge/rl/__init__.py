@@ -1,0 +1,1 @@
+"""Reinforcement learning from rewards: verifiable reward functions now, our own PPO next."""

@@ -1,0 +1,44 @@
+"""Built-in verifiable reward functions, named in recipes (`grpo.reward_functions`).
+
+Each takes TRL's reward-function arguments (the completions plus any dataset column,
+e.g. `answer`, as keyword lists) and returns one float per completion.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from llmforge.data.builtin.arithmetic import extract_answer
+
+
+def completion_text(completion: Any) -> str:
+    """A completion as text, whether plain or a list of chat messages."""
+    if isinstance(completion, list):
+        return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def arithmetic(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
+    """1.0 when the completion's first integer is the answer, else 0.0."""
+    return [float(extract_answer(completion_text(c)) == str(a)) for c, a in zip(completions, answer, strict=True)]
+
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _number(text: str) -> str | None:
+    found = NUMBER.findall(text)
+    return found[-1].replace(",", "").rstrip(".") if found else None
+
+
+def final_number(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
+    """1.0 when the completion's last number is the answer's (GSM8K style: the answer may end '#### 42')."""
+    truths = [_number(str(a).split("####")[-1]) for a in answer]
+    return [float(t is not None and _number(completion_text(c)) == t) for c, t in zip(completions, truths,
+                                                                                       strict=True)]
+
+
+REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {"arithmetic": arithmetic, "final_number": final_number}
+NEEDS_COLUMN = {"arithmetic": "answer", "final_number": "answer"}

@@ -1,0 +1,90 @@
+"""Group relative policy optimisation through TRL's GRPOTrainer.
+
+Rewards come from a trained reward model (`grpo.reward_model`: an rm run, scored by
+TRL with the reward model's own tokenizer and template) and/or built-in verifiable
+functions (`grpo.reward_functions`), which read dataset columns such as `answer`.
+Generation stops at the family's end-of-turn token as well as EOS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import AutoModelForSequenceClassification
+from trl import GRPOConfig, GRPOTrainer
+
+from llmforge.config.schema import RunConfig
+from llmforge.data.preference_data import prepare_prompt_data
+from llmforge.engine.adapters import lora_config, quantization_kwargs
+from llmforge.errors import UserError
+from llmforge.inference import stop_token_ids
+from llmforge.registry import load_model
+from llmforge.rl.rewards import NEEDS_COLUMN, REWARD_FUNCTIONS
+from llmforge.stages.base import StageParts
+from llmforge.stages.common import ADAPTER_TYPES, accuracy_eval, anchor_start, model_summary, parent_of
+
+
+def reward_sources(cfg: RunConfig, columns: dict[str, list]) -> tuple[list[Any], list[Any], list[dict]]:
+    """(reward functions/models, their tokenizers, lineage entries) in the order grpo.reward_weights uses."""
+    funcs, tokenizers, parents = [], [], []
+    if cfg.grpo.reward_model:
+        rm = load_model(cfg.model.model_copy(update={"name": cfg.grpo.reward_model, "tokenizer": None,
+                                                     "config_overrides": {}}),
+                        AutoModelForSequenceClassification, num_labels=1)
+        funcs.append(rm.model)
+        tokenizers.append(rm.tokenizer)
+        parents.append({**parent_of(rm.source), "role": "reward_model"})
+    for name in cfg.grpo.reward_functions:
+        needed = NEEDS_COLUMN.get(name)
+        if needed and any(value is None for value in columns.get(needed, [None])):
+            raise UserError(f"grpo.reward_functions: '{name}' grades completions against the '{needed}' column, "
+                            f"which some training prompts lack. Use prompt rows with an '{needed}' (e.g. the "
+                            "built-in arithmetic-prompts), or map yours with columns: {" + needed + ": yours}.")
+        funcs.append(REWARD_FUNCTIONS[name])
+        tokenizers.append(None)
+    return funcs, tokenizers, parents
+
+
+class GRPOStage:
+    name = "grpo"
+
+    def build(self, cfg: RunConfig) -> StageParts:
+        g = cfg.grpo
+        loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
+        lora = cfg.adapter.type in ADAPTER_TYPES
+        # TRL builds a full-training reference from the model's name: make sure that name loads these weights
+        anchor_start(cfg, loaded, needed=lora or (g.beta > 0 and cfg.adapter.type == "none"))
+        if cfg.adapter.type == "freeze":
+            raise UserError("adapter.type=freeze is not offered for grpo; use none (full) or lora.")
+        prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "grpo")
+        funcs, reward_tokenizers, reward_parents = reward_sources(cfg, {"answer": prompts["answer"]})
+        per_step = cfg.train.micro_batch_size * cfg.distributed.nproc_per_node * cfg.distributed.nnodes
+        if per_step % g.num_generations:
+            raise UserError(f"grpo.num_generations={g.num_generations} must divide the completions per step "
+                            f"(train.micro_batch_size x processes = {per_step}): each prompt's group of completions "
+                            "is scored together.")
+        args = {"num_generations": g.num_generations, "beta": g.beta, "max_completion_length": g.max_new_tokens,
+                "temperature": g.temperature, "top_p": g.top_p, "loss_type": g.loss_type,
+                "scale_rewards": g.scale_rewards, "reward_weights": g.reward_weights, "disable_dropout": True,
+                "generation_kwargs": {"eos_token_id": stop_token_ids(loaded)}, "log_completions": False}
+        kwargs: dict[str, Any] = {"reward_funcs": funcs, "reward_processing_classes": reward_tokenizers}
+        if lora:
+            kwargs["peft_config"] = lora_config(loaded.model, cfg.adapter, loaded.family)
+        summary = model_summary(loaded)
+        if lora:
+            summary.pop("trainable_parameters")
+        return StageParts(
+            model=loaded.model,
+            tokenizer=loaded.tokenizer,
+            train_dataset=prompts,
+            trainer_class=GRPOTrainer,
+            args_class=GRPOConfig,
+            args_extra=args,
+            trainer_kwargs=kwargs,
+            parents=[parent_of(loaded.source), *reward_parents],
+            data={"fingerprints": fingerprints, "train_prompts": len(prompts), "accuracy_prompts": len(accuracy)},
+            model_info={**summary, "adapter": cfg.adapter.type},
+            layer_class=loaded.family.decoder_layer or None,
+            final_eval=accuracy_eval(accuracy) if accuracy else None,
+            language_model=False,
+        )

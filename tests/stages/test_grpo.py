@@ -1,0 +1,78 @@
+"""GRPO: verifiable rewards raise reward and held-out accuracy; reward models plug in; bad recipes exit 2.
+
+Calibration (CPU, fixed seeds): from an SFT model stopped early (held-out exact match 0.06), 200 steps of
+4 prompts x 8 samples reach 0.10-0.13 across learning rates 5e-5..5e-4. Bound: start + 0.03.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from llmforge.config import load_config
+from llmforge.config.schema import REWARD_FUNCTIONS
+from llmforge.engine.runner import run_stage
+from llmforge.rl.rewards import REWARD_FUNCTIONS as IMPLEMENTED
+from llmforge.rl.rewards import arithmetic, final_number
+from tests.helpers import DIGITS, metric_lines, run_cli, write_recipe
+from tests.stages.test_dpo import start_accuracy
+
+ACCURACY_GAIN = 0.03
+GRPO = {
+    "stage": "grpo",
+    "seed": 42,
+    "data": {"train": [{"name": "arithmetic-prompts", "options": {"num_samples": 20000, **DIGITS}}],
+             "eval": [{"name": "arithmetic-prompts", "split": "test", "options": DIGITS}]},
+    "grpo": {"num_generations": 8, "max_new_tokens": 8, "reward_functions": ["arithmetic"]},
+    "train": {"max_steps": 200, "micro_batch_size": 32, "lr": 2.0e-4, "warmup_ratio": 0.05},
+    "checkpoint": {"every_steps": 1000},
+    "logging": {"every_steps": 10},
+}
+
+
+def test_arithmetic_reward_grades_plain_and_chat_completions():
+    completions = ["7", [{"role": "assistant", "content": "It is 12."}], "no idea", "-3"]
+    assert arithmetic(completions, answer=["7", "12", "5", "3"]) == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_final_number_reward_reads_gsm8k_answers():
+    completions = ["3 apples and 4 more make 7", "It is 1,250.", "so 8 - 2 = 6, then 12"]
+    assert final_number(completions, answer=["Add them.\n#### 7", "1250", "#### 6"]) == [1.0, 1.0, 0.0]
+    assert set(REWARD_FUNCTIONS) == set(IMPLEMENTED)
+
+
+@pytest.mark.slow
+def test_grpo_raises_reward_and_held_out_accuracy(sft_short, tmp_path):
+    before = start_accuracy(sft_short)
+    outcome = run_stage(load_config(write_recipe(tmp_path, base=GRPO, model={"name": str(sft_short)})))
+    assert outcome.metrics["eval_accuracy"] >= before + ACCURACY_GAIN
+    rewards = [line["reward"] for line in metric_lines(outcome.output_dir, "reward")]
+    half = len(rewards) // 2
+    assert sum(rewards[half:]) / (len(rewards) - half) > sum(rewards[:half]) / half
+
+
+@pytest.mark.slow
+def test_grpo_combines_a_reward_model_with_verifiable_rewards(tmp_path):
+    from tests.stages.test_reward import RM
+
+    rm = write_recipe(tmp_path, name="rm.yaml", base=RM, model={"name": "tiny-llama"}, adapter={"type": "none"},
+                      output_dir=str(tmp_path / "rm"), train={"max_steps": 4, "micro_batch_size": 8})
+    run_stage(load_config(rm))
+    recipe = write_recipe(tmp_path, base=GRPO, model={"name": "tiny-llama"},
+                          grpo={"reward_model": str(tmp_path / "rm"), "reward_weights": [0.5, 1.0]},
+                          train={"max_steps": 2, "micro_batch_size": 16}, logging={"every_steps": 1})
+    outcome = run_stage(load_config(recipe))
+    line = metric_lines(outcome.output_dir, "reward")[0]
+    assert {"rewards/arithmetic/mean"} <= line.keys() and any(k.startswith("rewards/") and "arithmetic" not in k
+                                                             and k.endswith("/mean") for k in line)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"grpo": {"reward_functions": []}}, "needs something to reward"),
+    ({"grpo": {"reward_weights": [1.0, 2.0]}}, "2 weights for 1 rewards"),
+    ({"grpo": {"reward_functions": ["arithmetics"]}}, "arithmetic"),
+    ({"grpo": {"num_generations": 6}}, "must divide the completions per step"),
+])
+def test_bad_grpo_recipes_exit_2(tmp_path, change, message):
+    recipe = write_recipe(tmp_path, base=GRPO, model={"name": "tiny-llama"}, **change)
+    result = run_cli("train", str(recipe))
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
