@@ -35,30 +35,25 @@ def pretrained(tmp_path_factory) -> Path:
     return folder / "pretrain"
 
 
-@pytest.fixture(scope="session")
-def sft_full(pretrained, tmp_path_factory) -> Path:
-    """Full SFT of it on single-digit arithmetic (~1.5 min): the start of the alignment tests."""
+def _sft_of(pretrained: Path, folder: Path, **changes) -> Path:
     from llmforge.config import load_config
     from llmforge.engine.runner import run_stage
     from tests.helpers import TINY_SFT, write_recipe
 
-    folder = tmp_path_factory.mktemp("sft-full")
     recipe = write_recipe(folder, name="sft.yaml", base=TINY_SFT, model={"name": str(pretrained)},
-                          output_dir=str(folder / "run"))
+                          output_dir=str(folder / "run"), **changes)
     run_stage(load_config(recipe))
     return folder / "run"
+
+
+@pytest.fixture(scope="session")
+def sft_full(pretrained, tmp_path_factory) -> Path:
+    """Full SFT of it on single-digit arithmetic (~1.5 min): the start of the alignment tests."""
+    return _sft_of(pretrained, tmp_path_factory.mktemp("sft-full"))
 
 
 @pytest.fixture(scope="session")
 def sft_short(pretrained, tmp_path_factory) -> Path:
     """SFT stopped early (100 steps, ~25 s): it answers 0.3 of the training problems and 0.06 of the
     held-out ones, leaving DPO and GRPO room to show they learn."""
-    from llmforge.config import load_config
-    from llmforge.engine.runner import run_stage
-    from tests.helpers import TINY_SFT, write_recipe
-
-    folder = tmp_path_factory.mktemp("sft-short")
-    recipe = write_recipe(folder, name="sft.yaml", base=TINY_SFT, model={"name": str(pretrained)},
-                          output_dir=str(folder / "run"), train={"max_steps": 100})
-    run_stage(load_config(recipe))
-    return folder / "run"
+    return _sft_of(pretrained, tmp_path_factory.mktemp("sft-short"), train={"max_steps": 100})

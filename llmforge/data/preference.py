@@ -13,6 +13,7 @@ skipped and counted; rows with a broken structure are errors naming the row.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,8 @@ def _messages(value: Any, field: str, role: str, label: str, index: int) -> list
     raise _fail(label, index, f"'{field}' {problem}")
 
 
-def _shared_prefix(a: list[Message], b: list[Message]) -> int:
+def common_prefix_length(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """How many leading items (messages, token ids, characters) two sequences share."""
     count = 0
     while count < min(len(a), len(b)) and a[count] == b[count]:
         count += 1
@@ -67,9 +69,7 @@ def _shared_prefix(a: list[Message], b: list[Message]) -> int:
 
 def _split_plain(chosen: str, rejected: str) -> tuple[str, str, str]:
     """Plain texts sharing a prompt: cut at the last whitespace of their common prefix."""
-    common = 0
-    while common < min(len(chosen), len(rejected)) and chosen[common] == rejected[common]:
-        common += 1
+    common = common_prefix_length(chosen, rejected)
     cut = max(chosen.rfind(" ", 0, common), chosen.rfind("\n", 0, common)) + 1 if common < len(chosen) else common
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
@@ -85,7 +85,7 @@ def _implicit(row: dict[str, Any], label: str, index: int) -> tuple[list[Message
                 [{"role": "assistant", "content": rejected_text}])
     chosen_messages = _messages(chosen, "chosen", "assistant", label, index)
     rejected_messages = _messages(rejected, "rejected", "assistant", label, index)
-    shared = _shared_prefix(chosen_messages, rejected_messages)
+    shared = common_prefix_length(chosen_messages, rejected_messages)
     if shared == len(chosen_messages) == len(rejected_messages):  # identical: keep it whole, reported as such
         shared -= 1
     while shared > 0 and chosen_messages[shared - 1]["role"] == "assistant":  # answers start after a user turn

@@ -19,10 +19,10 @@ from llmforge.config.schema import DataConfig
 from llmforge.data.cache import cache_key
 from llmforge.data.chat import encode_prompt, render
 from llmforge.data.formats import graded_prompts, to_prompt
-from llmforge.data.preference import Pair, skip_reason, to_pair
+from llmforge.data.preference import Pair, common_prefix_length, skip_reason, to_pair
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
-from llmforge.data.splits import encode_sources, prepare_splits
+from llmforge.data.splits import check_formats, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
@@ -40,19 +40,12 @@ class PreferenceData:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    count = 0
-    while count < min(len(a), len(b)) and a[count] == b[count]:
-        count += 1
-    return count
-
-
 def encode_pair(tokenizer: Any, pair: Pair) -> tuple[list[int], list[int], list[int]]:
     """(prompt_ids, chosen_ids, rejected_ids): the answers' ids continue the prompt's (generation prompt included)."""
     prompt = encode_prompt(tokenizer, pair.prompt)
     chosen = tokenizer(render(tokenizer, pair.prompt + pair.chosen), add_special_tokens=False)["input_ids"]
     rejected = tokenizer(render(tokenizer, pair.prompt + pair.rejected), add_special_tokens=False)["input_ids"]
-    shared = min(_common_prefix(prompt, chosen), _common_prefix(prompt, rejected))
+    shared = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
     return prompt[:shared], chosen[shared:], rejected[shared:]
 
 
@@ -74,10 +67,7 @@ def _encode_fn(tokenizer: Any, label: str, max_length: int, policy: str):
 
 
 def _check_formats(sources: list[LoadedSource], allowed: tuple[str, ...], section: str, stage: str) -> None:
-    for src in sources:
-        if src.format not in allowed:
-            raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; the {stage} stage reads "
-                            f"{' or '.join(allowed)} rows here.")
+    check_formats(sources, allowed, section, f"the {stage} stage reads {' or '.join(allowed)} rows here")
 
 
 def prepare_preference_data(cfg: DataConfig, tokenizer: Any, seed: int, stage: str) -> PreferenceData:

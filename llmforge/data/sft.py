@@ -20,7 +20,7 @@ from llmforge.data.chat import IGNORE, encode_row
 from llmforge.data.formats import graded_prompts
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
-from llmforge.data.splits import encode_sources, prepare_splits
+from llmforge.data.splits import check_formats, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
@@ -54,13 +54,6 @@ def _encode_fn(tokenizer: Any, fmt: str, label: str, max_length: int, policy: st
     return encode
 
 
-def _check_sft_formats(sources: list[LoadedSource], section: str) -> None:
-    for src in sources:
-        if src.format not in SFT_FORMATS:
-            raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; SFT trains on "
-                            f"{', '.join(SFT_FORMATS)} rows (prompt rows only go in data.eval, for accuracy).")
-
-
 def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
     if cfg.streaming:
         raise UserError("data.streaming applies to pretraining; SFT datasets are prepared and cached whole.")
@@ -72,8 +65,9 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
                     "tokenizer": tokenizer_fingerprint(tokenizer), "chat_template": tokenizer.chat_template}
     key = cache_key([fingerprints, cfg.max_length, cfg.truncation, cfg.train_on, cfg.eval_fraction, seed,
                      SFT_VERSION])
-    _check_sft_formats(train, "train")
-    _check_sft_formats(loss_sources, "eval")
+    reads = f"SFT trains on {', '.join(SFT_FORMATS)} rows (prompt rows only go in data.eval, for accuracy)"
+    check_formats(train, SFT_FORMATS, "train", reads)
+    check_formats(loss_sources, SFT_FORMATS, "eval", reads)
 
     def encoder(src: LoadedSource):
         return _encode_fn(tokenizer, src.format, src.label, cfg.max_length, cfg.truncation, cfg.train_on)

@@ -22,6 +22,13 @@ RowEncoder = Callable[[dict[str, Any], int], dict[str, Any]]
 KEPT = ("kept", "truncated")
 
 
+def check_formats(sources: list[LoadedSource], allowed: tuple[str, ...], section: str, reads: str) -> None:
+    """Refuse a source whose row format this stage cannot use; `reads` says what it can."""
+    for src in sources:
+        if src.format not in allowed:
+            raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; {reads}.")
+
+
 def encode_sources(sources: list[LoadedSource], encoder: Callable[[LoadedSource], RowEncoder], section: str,
                    what: str) -> tuple[Dataset, Counter]:
     """Concatenated kept rows of every source, and the count of each status."""

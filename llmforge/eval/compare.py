@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from llmforge.data.builtin.arithmetic import extract_answer
+from llmforge.data.builtin.arithmetic import is_correct
 from llmforge.eval.reward import load_reward_model, win_rate
 from llmforge.inference import generate, load_for_inference
 
@@ -30,10 +30,11 @@ def compare(model_name: str, baseline_name: str, judge_name: str, items: list[di
     prompts = [item["messages"] for item in items]
     ours, theirs = _answers(model_name, prompts, max_new_tokens), _answers(baseline_name, prompts, max_new_tokens)
     result: dict[str, Any] = win_rate(load_reward_model(judge_name), prompts, ours, theirs)
-    graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True) if item.get("answer")]
+    graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True)
+              if item.get("answer") is not None]
     if graded:
-        result["accuracy"] = sum(extract_answer(a) == truth for truth, a, _ in graded) / len(graded)
-        result["baseline_accuracy"] = sum(extract_answer(b) == truth for truth, _, b in graded) / len(graded)
+        result["accuracy"] = sum(is_correct(a, truth) for truth, a, _ in graded) / len(graded)
+        result["baseline_accuracy"] = sum(is_correct(b, truth) for truth, _, b in graded) / len(graded)
     result["samples"] = [{"prompt": p[-1]["content"], "answer": a, "baseline": b}
                          for p, a, b in list(zip(prompts, ours, theirs, strict=True))[:5]]
     return result

@@ -8,9 +8,7 @@ token that is not padding; `rm` runs save the mean and std of their scores in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,7 +18,7 @@ from llmforge.config.schema import ModelConfig
 from llmforge.data.chat import render
 from llmforge.data.formats import Message
 from llmforge.errors import UserError
-from llmforge.registry import load_model, resolve_source
+from llmforge.registry import load_model
 
 STATS_FILE = "reward_stats.json"
 
@@ -29,12 +27,6 @@ STATS_FILE = "reward_stats.json"
 class RewardModel:
     model: Any
     tokenizer: Any
-    stats: dict[str, float] | None  # mean/std of its scores, when the run saved them
-
-    def normalise(self, scores: torch.Tensor) -> torch.Tensor:
-        if not self.stats:
-            return scores
-        return (scores - self.stats["mean"]) / max(self.stats["std"], 1e-6)
 
 
 def load_reward_model(name: str, device: str | None = None) -> RewardModel:
@@ -46,15 +38,7 @@ def load_reward_model(name: str, device: str | None = None) -> RewardModel:
         loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     loaded.model.to(device).eval()
-    return RewardModel(loaded.model, loaded.tokenizer, read_stats(name))
-
-
-def read_stats(name: str) -> dict[str, float] | None:
-    source = resolve_source(name)
-    if source.kind == "hub" or source.kind == "preset":
-        return None
-    path = Path(source.location) / STATS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return RewardModel(loaded.model, loaded.tokenizer)
 
 
 def stats_of(scores: torch.Tensor) -> dict[str, float]:
@@ -94,11 +78,11 @@ def pair_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, floa
 def win_rate(rm: RewardModel, prompts: list[list[Message]], answers: list[str], baseline: list[str],
              ) -> dict[str, float]:
     """How often the judge prefers `answers` over `baseline` on the same prompts (ties count half)."""
-    ours = score_conversations(rm, [p + [{"role": "assistant", "content": a}] for p, a in zip(prompts, answers,
-                                                                                              strict=True)])
-    theirs = score_conversations(rm, [p + [{"role": "assistant", "content": b}] for p, b in zip(prompts, baseline,
-                                                                                                strict=True)])
+    def scored(texts: list[str]) -> torch.Tensor:
+        return score_conversations(rm, [p + [{"role": "assistant", "content": t}] for p, t in zip(prompts, texts,
+                                                                                                  strict=True)])
+
+    ours, theirs = scored(answers), scored(baseline)
     metrics = pair_metrics(ours, theirs)
     return {"win_rate": metrics["eval_accuracy"], "reward": ours.mean().item(), "baseline_reward": theirs.mean().item(),
             "prompts": len(prompts)}
-

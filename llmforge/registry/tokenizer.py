@@ -59,19 +59,21 @@ def tiny_tokenizer(family: Family) -> PreTrainedTokenizerFast:
 PAD_CANDIDATES = (PAD, "<pad>", "[PAD]", "<|finetune_right_pad_id|>", "<|fim_pad|>", "<|reserved_special_token_0|>")
 
 
-def ensure_distinct_pad(model: Any, tokenizer: Any) -> None:
-    """Give the tokenizer a pad token that is not EOS, and tell the model.
+def ensure_distinct_pad(model: Any, tokenizer: Any) -> bool:
+    """Give the tokenizer a pad token that is not EOS, and tell the model. True when a token was added.
 
     A sequence-classification head reads the score at the last token that is not padding;
     with pad == EOS that is the token *before* the final EOS, so a reward model needs its own.
     """
+    added = False
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         vocab = tokenizer.get_vocab()
         candidate = next((t for t in PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None)
         if candidate is not None:
             tokenizer.pad_token = candidate
         else:
-            tokenizer.add_special_tokens({"pad_token": PAD})
+            added = tokenizer.add_special_tokens({"pad_token": PAD}) > 0
             if len(tokenizer) > model.get_input_embeddings().num_embeddings:
                 model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
+    return added

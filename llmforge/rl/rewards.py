@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from llmforge.data.builtin.arithmetic import extract_answer
+from llmforge.data.builtin.arithmetic import is_correct
 
 
 def completion_text(completion: Any) -> str:
@@ -22,7 +22,7 @@ def completion_text(completion: Any) -> str:
 
 def arithmetic(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
     """1.0 when the completion's first integer is the answer, else 0.0."""
-    return [float(extract_answer(completion_text(c)) == str(a)) for c, a in zip(completions, answer, strict=True)]
+    return [float(is_correct(completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
 
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -9,6 +9,7 @@ from typing import Any
 
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
+from llmforge.engine.adapters import apply_adapter, lora_config
 from llmforge.engine.files import publish_dir
 from llmforge.registry import LoadedModel, ModelSource, count_parameters
 from llmforge.registry.runs import read_run_info
@@ -32,6 +33,20 @@ def model_summary(loaded: LoadedModel, trained: Any = None) -> dict[str, Any]:
     trainable, total = count_parameters(trained if trained is not None else loaded.model)
     return {"family": loaded.family.name, "model_type": loaded.model.config.model_type,
             "parameters": total, "trainable_parameters": trainable, "dtype": str(loaded.model.dtype)}
+
+
+def trainer_adapter(cfg: RunConfig, loaded: LoadedModel) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`adapter.*` for TRL trainers that wrap the model themselves, so a LoRA run's reference is the base
+    with adapters off. Returns (trainer kwargs: the peft config, if any; the model summary).
+
+    none/freeze are applied here, in place; LoRA's trainable count is TRL's to decide, so it is left out.
+    """
+    if cfg.adapter.type not in ADAPTER_TYPES:
+        apply_adapter(loaded.model, cfg.adapter, loaded.family)
+        return {}, {**model_summary(loaded), "adapter": cfg.adapter.type}
+    summary = {**model_summary(loaded), "adapter": cfg.adapter.type}
+    summary.pop("trainable_parameters")
+    return {"peft_config": lora_config(loaded.model, cfg.adapter, loaded.family)}, summary
 
 
 ADAPTER_TYPES = ("lora", "dora", "qlora")

@@ -15,7 +15,7 @@ from trl import DPOConfig, DPOTrainer
 
 from llmforge.config.schema import RunConfig
 from llmforge.data.preference_data import prepare_preference_data
-from llmforge.engine.adapters import apply_adapter, lora_config, quantization_kwargs
+from llmforge.engine.adapters import quantization_kwargs
 from llmforge.registry import LoadedModel, load_model
 from llmforge.stages.base import StageParts
 from llmforge.stages.common import (
@@ -23,8 +23,8 @@ from llmforge.stages.common import (
     accuracy_eval,
     anchor_start,
     capped_eval,
-    model_summary,
     parent_of,
+    trainer_adapter,
 )
 
 CONVERSATION_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -46,17 +46,11 @@ class DPOStage:
         anchor_start(cfg, loaded)
         parents = [parent_of(loaded.source)]
         kwargs: dict[str, Any] = {}
-        if cfg.adapter.type in ADAPTER_TYPES:
-            model = loaded.model  # TRL wraps it, so the reference is the same weights with adapters off
-            kwargs["peft_config"] = lora_config(model, cfg.adapter, loaded.family)
-        else:
-            ref, ref_parent = reference_model(cfg, loaded)
-            kwargs["ref_model"] = ref
+        if cfg.adapter.type not in ADAPTER_TYPES:  # LoRA runs need none: the base with adapters off
+            kwargs["ref_model"], ref_parent = reference_model(cfg, loaded)
             parents += [ref_parent] if ref_parent else []
-            model = apply_adapter(loaded.model, cfg.adapter, loaded.family)
-        summary = model_summary(loaded, model)
-        if "peft_config" in kwargs:
-            summary.pop("trainable_parameters")  # known once TRL has wrapped the model
+        peft, summary = trainer_adapter(cfg, loaded)
+        kwargs.update(peft)
         data = prepare_preference_data(cfg.data, loaded.tokenizer, cfg.seed, "dpo")
         train = data.train.select_columns(CONVERSATION_COLUMNS)
         held_out = capped_eval(data.eval, cfg)
@@ -70,7 +64,7 @@ class DPOStage:
                 "max_length": cfg.data.max_length, "precompute_ref_log_probs": cfg.dpo.precompute_ref,
                 "disable_dropout": True, "dataset_num_proc": None}
         return StageParts(
-            model=model,
+            model=loaded.model,
             tokenizer=loaded.tokenizer,
             train_dataset=train,
             eval_dataset=held_out,
@@ -80,7 +74,7 @@ class DPOStage:
             trainer_kwargs=kwargs,
             parents=parents,
             data={"fingerprints": data.fingerprints, **data.stats, "accuracy_prompts": len(data.accuracy)},
-            model_info={**summary, "adapter": cfg.adapter.type},
+            model_info=summary,
             layer_class=loaded.family.decoder_layer or None,
             final_eval=accuracy_eval(data.accuracy) if data.accuracy else None,
             language_model=False,

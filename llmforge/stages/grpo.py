@@ -15,13 +15,14 @@ from trl import GRPOConfig, GRPOTrainer
 
 from llmforge.config.schema import RunConfig
 from llmforge.data.preference_data import prepare_prompt_data
-from llmforge.engine.adapters import lora_config, quantization_kwargs
+from llmforge.distributed.state import process_state
+from llmforge.engine.adapters import quantization_kwargs
 from llmforge.errors import UserError
 from llmforge.inference import stop_token_ids
 from llmforge.registry import load_model
 from llmforge.rl.rewards import NEEDS_COLUMN, REWARD_FUNCTIONS
 from llmforge.stages.base import StageParts
-from llmforge.stages.common import ADAPTER_TYPES, accuracy_eval, anchor_start, model_summary, parent_of
+from llmforge.stages.common import ADAPTER_TYPES, accuracy_eval, anchor_start, parent_of, trainer_adapter
 
 
 def reward_sources(cfg: RunConfig, columns: dict[str, list]) -> tuple[list[Any], list[Any], list[dict]]:
@@ -50,29 +51,24 @@ class GRPOStage:
 
     def build(self, cfg: RunConfig) -> StageParts:
         g = cfg.grpo
-        loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
-        lora = cfg.adapter.type in ADAPTER_TYPES
-        # TRL builds a full-training reference from the model's name: make sure that name loads these weights
-        anchor_start(cfg, loaded, needed=lora or (g.beta > 0 and cfg.adapter.type == "none"))
         if cfg.adapter.type == "freeze":
             raise UserError("adapter.type=freeze is not offered for grpo; use none (full) or lora.")
-        prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "grpo")
-        funcs, reward_tokenizers, reward_parents = reward_sources(cfg, {"answer": prompts["answer"]})
-        per_step = cfg.train.micro_batch_size * cfg.distributed.nproc_per_node * cfg.distributed.nnodes
+        per_step = cfg.train.micro_batch_size * process_state().num_processes
         if per_step % g.num_generations:
             raise UserError(f"grpo.num_generations={g.num_generations} must divide the completions per step "
                             f"(train.micro_batch_size x processes = {per_step}): each prompt's group of completions "
                             "is scored together.")
+        loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
+        # TRL builds a full-training reference from the model's name: make sure that name loads these weights
+        anchor_start(cfg, loaded, needed=cfg.adapter.type in ADAPTER_TYPES or g.beta > 0)
+        prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "grpo")
+        funcs, reward_tokenizers, reward_parents = reward_sources(cfg, {"answer": prompts["answer"]})
         args = {"num_generations": g.num_generations, "beta": g.beta, "max_completion_length": g.max_new_tokens,
                 "temperature": g.temperature, "top_p": g.top_p, "loss_type": g.loss_type,
                 "scale_rewards": g.scale_rewards, "reward_weights": g.reward_weights, "disable_dropout": True,
                 "generation_kwargs": {"eos_token_id": stop_token_ids(loaded)}, "log_completions": False}
-        kwargs: dict[str, Any] = {"reward_funcs": funcs, "reward_processing_classes": reward_tokenizers}
-        if lora:
-            kwargs["peft_config"] = lora_config(loaded.model, cfg.adapter, loaded.family)
-        summary = model_summary(loaded)
-        if lora:
-            summary.pop("trainable_parameters")
+        peft, summary = trainer_adapter(cfg, loaded)
+        kwargs: dict[str, Any] = {"reward_funcs": funcs, "reward_processing_classes": reward_tokenizers, **peft}
         return StageParts(
             model=loaded.model,
             tokenizer=loaded.tokenizer,
@@ -83,7 +79,7 @@ class GRPOStage:
             trainer_kwargs=kwargs,
             parents=[parent_of(loaded.source), *reward_parents],
             data={"fingerprints": fingerprints, "train_prompts": len(prompts), "accuracy_prompts": len(accuracy)},
-            model_info={**summary, "adapter": cfg.adapter.type},
+            model_info=summary,
             layer_class=loaded.family.decoder_layer or None,
             final_eval=accuracy_eval(accuracy) if accuracy else None,
             language_model=False,

@@ -64,9 +64,7 @@ class RewardStage:
     def build(self, cfg: RunConfig) -> StageParts:
         loaded = load_model(cfg.model, AutoModelForSequenceClassification, num_labels=1,
                             **quantization_kwargs(cfg.adapter))
-        vocab_before = len(loaded.tokenizer)
-        ensure_distinct_pad(loaded.model, loaded.tokenizer)
-        if len(loaded.tokenizer) != vocab_before:
+        if ensure_distinct_pad(loaded.model, loaded.tokenizer):
             loaded.reloadable_from = None  # the base on disk lacks the added pad token
         anchor_start(cfg, loaded)
         model = apply_adapter(loaded.model, cfg.adapter, loaded.family, task_type="SEQ_CLS")

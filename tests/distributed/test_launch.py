@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from llmforge.engine.checkpoints import MARKER
-from tests.helpers import TINY_PRETRAIN, cli_command, run_cli, write_recipe
+from tests.helpers import TINY_PRETRAIN, cli_command, deep_update, final_weights, run_cli, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -51,18 +50,13 @@ def losses(run: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
 
 
-def weights(run: Path) -> dict[str, torch.Tensor]:
-    adapter = run / "final" / "adapter_model.safetensors"
-    return load_file(adapter if adapter.is_file() else run / "final" / "model.safetensors")
-
-
 def assert_close_runs(a: Path, b: Path, loss_tolerance: float = LOSS_TOLERANCE,
                       weight_tolerance: float = WEIGHT_TOLERANCE) -> None:
     la, lb = losses(a), losses(b)
     assert len(la) == len(lb) == 8
     assert abs(la[0] - lb[0]) < LOSS_TOLERANCE  # the first step sees the same weights and the same batch
     assert max(abs(x - y) for x, y in zip(la, lb, strict=True)) < loss_tolerance
-    wa, wb = weights(a), weights(b)
+    wa, wb = final_weights(a), final_weights(b)
     assert wa.keys() == wb.keys()
     assert max((wa[k] - wb[k]).abs().max().item() for k in wa) < weight_tolerance
 
@@ -106,7 +100,7 @@ def test_sharded_strategies_resume_from_their_checkpoint(recipe, runs, strategy)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Resuming from" in result.stderr
     assert losses(out) == losses(runs[strategy])[4:]  # steps 5-8, logged again after the resume
-    wa, wb = weights(runs[strategy]), weights(out)
+    wa, wb = final_weights(runs[strategy]), final_weights(out)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -153,7 +147,7 @@ def test_sigkill_of_the_ddp_launcher_stops_its_workers_and_resumes_exactly(recip
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Resuming from" in result.stderr
     assert losses(out) == losses(runs["ddp"])
-    wa, wb = weights(runs["ddp"]), weights(out)
+    wa, wb = final_weights(runs["ddp"]), final_weights(out)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -186,28 +180,36 @@ SFT = {"stage": "sft", "model": {"name": "tiny-qwen2"},
 SFT_METHODS = {"full": {}, "lora": {"adapter": {"type": "lora", "r": 8, "alpha": 16}}}
 
 
+def single_process_runs(folder: Path, bases: dict[str, dict], *overrides: str) -> dict[str, Path]:
+    """One-process reference runs, NAME-single, of each recipe; returns the recipes by name."""
+    recipes = {}
+    for name, base in bases.items():
+        recipe = write_recipe(folder, name=f"{name}.yaml", base=base, output_dir=str(folder / f"{name}-single"))
+        result = run_cli("train", str(recipe), *overrides)
+        assert result.returncode == 0, result.stderr[-3000:]
+        recipes[name] = recipe
+    return recipes
+
+
+def two_process_run(recipe: Path, name: str, strategy: str) -> Path:
+    out = recipe.parent / f"{name}-{strategy}"
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
 @pytest.fixture(scope="module")
 def sft_single(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("sft-dist")
-    found = {}
-    for method, changes in SFT_METHODS.items():
-        recipe = write_recipe(folder, name=f"{method}.yaml", base=SFT, output_dir=str(folder / f"{method}-single"),
-                              **changes)
-        recipe_train = {"micro_batch_size": 4, "grad_accum_steps": 2}
-        result = run_cli("train", str(recipe), *(f"train.{k}={v}" for k, v in recipe_train.items()))
-        assert result.returncode == 0, result.stderr[-3000:]
-        found[method] = recipe
-    return found
+    bases = {method: deep_update(SFT, changes) for method, changes in SFT_METHODS.items()}
+    return single_process_runs(tmp_path_factory.mktemp("sft-dist"), bases, "train.micro_batch_size=4",
+                               "train.grad_accum_steps=2")
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("method", list(SFT_METHODS))
 def test_sft_two_processes_match_one(sft_single, method, strategy):
     recipe = sft_single[method]
-    out = recipe.parent / f"{method}-{strategy}"
-    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert_close_runs(recipe.parent / f"{method}-single", out)
+    assert_close_runs(recipe.parent / f"{method}-single", two_process_run(recipe, method, strategy))
 
 
 # The alignment stages under the launcher: rm and dpo match one process at the same global batch; grpo
@@ -228,25 +230,17 @@ ALIGNMENT = {
 
 @pytest.fixture(scope="module")
 def alignment_single(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("align-dist")
-    found = {}
-    for stage, changes in ALIGNMENT.items():
-        recipe = write_recipe(folder, name=f"{stage}.yaml", base={**TINY_PRETRAIN, **changes, **SHORT},
-                              output_dir=str(folder / f"{stage}-single"))
-        result = run_cli("train", str(recipe))
-        assert result.returncode == 0, result.stderr[-3000:]
-        found[stage] = recipe
-    return found
+    bases = {stage: {**TINY_PRETRAIN, **changes, **SHORT} for stage, changes in ALIGNMENT.items()}
+    return single_process_runs(tmp_path_factory.mktemp("align-dist"), bases)
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 @pytest.mark.parametrize("stage", list(ALIGNMENT))
 def test_alignment_stages_two_processes(alignment_single, stage, strategy):
     recipe = alignment_single[stage]
-    out = recipe.parent / f"{stage}-{strategy}"
-    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES[strategy])
-    assert result.returncode == 0, result.stderr[-4000:]
+    out = two_process_run(recipe, stage, strategy)
     if stage == "grpo":
-        assert len(losses(out)) == 8 and weights(out).keys() == weights(recipe.parent / "grpo-single").keys()
+        reference = final_weights(recipe.parent / "grpo-single")
+        assert len(losses(out)) == 8 and final_weights(out).keys() == reference.keys()
     else:
         assert_close_runs(recipe.parent / f"{stage}-single", out, ALIGNMENT_LOSS_TOLERANCE, ALIGNMENT_WEIGHT_TOLERANCE)

@@ -15,14 +15,13 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmforge.config import load_config
 from llmforge.data.sft import prepare_sft_data
 from llmforge.engine.runner import run_stage
 from llmforge.inference import exact_match, load_for_inference
-from tests.helpers import TINY_SFT, checkpoint_complete, kill_when, run_cli, start_run, write_recipe
+from tests.helpers import TINY_SFT, assert_resumes_exactly, deep_update, run_cli, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -101,18 +100,9 @@ def test_export_merges_lora_into_a_plain_hf_folder(lora_run, tmp_path):
 def test_lora_run_resumes_exactly_after_sigkill(pretrained, tmp_path):
     short = {"train": {"max_steps": 30, "micro_batch_size": 8, "lr": 3.0e-3}, "checkpoint": {"every_steps": 10},
              "logging": {"every_steps": 5}, "eval": {"max_samples": 8}}
-    ref = write_recipe(tmp_path, name="ref.yaml", base=TINY_SFT, output_dir=str(tmp_path / "ref"),
-                       model={"name": str(pretrained)}, **LORA, **short)
-    assert run_cli("train", str(ref)).returncode == 0
-    recipe = write_recipe(tmp_path, name="killed.yaml", base=TINY_SFT, output_dir=str(tmp_path / "killed"),
-                          model={"name": str(pretrained)}, **LORA, **short)
-    process = start_run(recipe)
-    kill_when(process, checkpoint_complete(tmp_path / "killed", 20))
-    result = run_cli("train", str(recipe))
-    assert result.returncode == 0 and "Resuming from" in result.stderr, result.stderr[-3000:]
-    a = load_file(tmp_path / "ref" / "final" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "killed" / "final" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    recipe = deep_update(TINY_SFT, {"model": {"name": str(pretrained)}, **LORA, **short})
+    assert_resumes_exactly(tmp_path, recipe, kill_after_checkpoint=20)
+    assert (tmp_path / "killed" / "final" / "adapter_model.safetensors").is_file()
 
 
 def test_qlora_on_cpu_exits_2_with_a_clear_message(pretrained, tmp_path):

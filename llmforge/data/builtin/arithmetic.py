@@ -92,3 +92,8 @@ def extract_answer(completion: str) -> str | None:
     """The first integer in a completion: how generations are graded against `answer`."""
     match = ANSWER_PATTERN.search(completion)
     return match.group(0) if match else None
+
+
+def is_correct(completion: str, answer: object) -> bool:
+    """Whether a completion's first integer is the answer (given as text or a number)."""
+    return extract_answer(completion) == str(answer)
