@@ -177,20 +177,62 @@ class DPOOptions(Section):
         False, description="score the data with the reference once before training, then free it")
 
 
-class GRPOOptions(Section):
-    num_generations: int = Field(8, ge=2, description="completions sampled per prompt (the group)")
-    beta: float = Field(0.0, ge=0.0, description="KL penalty against the reference (0 = no reference model)")
-    max_new_tokens: int = Field(64, ge=1, description="longest completion")
-    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
+class RewardSources(Section):
+    """What an online stage (grpo, ppo) rewards: a trained reward model and/or verifiable functions."""
+
     reward_model: str | None = Field(None, description="a reward model (an rm run or HF folder) scoring completions")
     reward_functions: list[Literal[REWARD_FUNCTIONS]] = Field(
         default_factory=list, description="built-in verifiable rewards: " + ", ".join(REWARD_FUNCTIONS))
     reward_weights: list[float] | None = Field(
         None, description="weights of [reward_model, *reward_functions] in that order; default all 1")
+    max_new_tokens: int = Field(64, ge=1, description="longest completion")
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
+
+    def check_rewards(self, section: str) -> None:
+        if not self.reward_model and not self.reward_functions:
+            raise ValueError(f"stage {section} needs something to reward: set {section}.reward_model (an rm run) "
+                             f"and/or {section}.reward_functions (" + ", ".join(REWARD_FUNCTIONS) + ")")
+        sources = int(bool(self.reward_model)) + len(self.reward_functions)
+        if self.reward_weights is not None and len(self.reward_weights) != sources:
+            raise ValueError(f"{section}.reward_weights has {len(self.reward_weights)} weights for {sources} "
+                             "rewards (reward_model first, then reward_functions)")
+
+
+class GRPOOptions(RewardSources):
+    num_generations: int = Field(8, ge=2, description="completions sampled per prompt (the group)")
+    beta: float = Field(0.0, ge=0.0, description="KL penalty against the reference (0 = no reference model)")
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss aggregation")
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="divide advantages by the reward std of the group, the batch, or not at all")
+
+
+class PPOOptions(RewardSources):
+    rollout_batch_size: int = Field(
+        32, ge=1, description="prompts sampled per step per process; the rollout is split into mini-batches of "
+        "train.micro_batch_size x train.grad_accum_steps sequences, one optimizer step each")
+    ppo_epochs: int = Field(2, ge=1, description="passes over each rollout (mini-batches reshuffled each pass)")
+    value_model: str | None = Field(
+        None, description="where the value model starts (any model.name; a new one-score head if it has none); "
+        "default: the reward model, else the policy's start")
+    value_lr: float | None = Field(None, gt=0.0, description="value model learning rate; default train.lr")
+    gamma: float = Field(1.0, ge=0.0, le=1.0, description="discount over response tokens")
+    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
+    cliprange: float = Field(0.2, gt=0.0, description="policy ratio clip")
+    cliprange_value: float | None = Field(0.2, gt=0.0, description="value clip around the rollout's values; null = off")
+    vf_coef: float = Field(0.1, ge=0.0, description="weight of the value loss")
+    entropy_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
+    kl_coef: float = Field(0.05, ge=0.0, description="per-token KL penalty against the reference, folded into the "
+                           "reward (the starting value when kl_target is set)")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="per-token KL estimator (k3 is never negative)")
+    kl_target: float | None = Field(None, gt=0.0, description="adapt kl_coef towards this KL per sequence")
+    kl_horizon: int = Field(10000, ge=1, description="sequences over which the adaptive coefficient moves")
+    whiten_advantages: bool = Field(True, description="zero-mean, unit-variance advantages per rollout")
+    normalize_reward: bool = Field(
+        True, description="rescale reward-model scores with the mean/std the rm run saved (reward_stats.json)")
+    reward_clip: float | None = Field(10.0, gt=0.0, description="clip the combined score to +-this; null = off")
+    missing_eos_penalty: float | None = Field(
+        None, ge=0.0, description="subtract this from the score of completions cut at max_new_tokens")
 
 
 class RunConfig(Section):
@@ -208,20 +250,23 @@ class RunConfig(Section):
     rm: RewardOptions = Field(default_factory=RewardOptions)
     dpo: DPOOptions = Field(default_factory=DPOOptions)
     grpo: GRPOOptions = Field(default_factory=GRPOOptions)
+    ppo: PPOOptions = Field(default_factory=PPOOptions)
 
     @model_validator(mode="after")
-    def _grpo_has_rewards(self) -> RunConfig:
-        g = self.grpo
-        if self.stage == "grpo":
-            if not g.reward_model and not g.reward_functions:
-                raise ValueError("stage grpo needs something to reward: set grpo.reward_model (an rm run) and/or "
-                                 "grpo.reward_functions (" + ", ".join(REWARD_FUNCTIONS) + ")")
-            sources = int(bool(g.reward_model)) + len(g.reward_functions)
-            if g.reward_weights is not None and len(g.reward_weights) != sources:
-                raise ValueError(f"grpo.reward_weights has {len(g.reward_weights)} weights for {sources} rewards "
-                                 "(reward_model first, then reward_functions)")
+    def _online_stage_has_rewards(self) -> RunConfig:
+        if self.stage in ("grpo", "ppo"):
+            getattr(self, self.stage).check_rewards(self.stage)
+            if self.adapter.type == "freeze":
+                raise ValueError(f"adapter.type=freeze is not offered for {self.stage}; use none (full) or lora")
+        if self.stage == "ppo":
+            mini_batch = self.train.micro_batch_size * self.train.grad_accum_steps
+            if self.ppo.rollout_batch_size % mini_batch:
+                raise ValueError(f"ppo.rollout_batch_size={self.ppo.rollout_batch_size} must be a multiple of the "
+                                 f"mini-batch, train.micro_batch_size x train.grad_accum_steps = {mini_batch}")
         return self
 
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUME_NEUTRAL_SECTIONS = ("checkpoint", "distributed", "logging")
+# Option sections read only by their own stage.
+STAGE_SECTIONS = ("rm", "dpo", "grpo", "ppo")

@@ -76,3 +76,40 @@ def strategy_arguments(cfg: RunConfig, layer_class: str | None) -> dict[str, Any
     elif d.offload != "none":
         raise UserError("distributed.offload applies to strategy fsdp or deepspeed, not ddp.")
     return extra
+
+
+def accelerator_for(cfg: RunConfig, layer_class: str | None) -> Any:
+    """An accelerate `Accelerator` for stages that run their own loop (ppo), set up from the same keys.
+
+    Gradient accumulation follows train.grad_accum_steps; DeepSpeed gets the generated (or the user's)
+    config with the recipe's batch, clipping and precision filled in; FSDP2 wraps the family's decoder layers.
+    """
+    import torch
+    from accelerate import Accelerator, DeepSpeedPlugin, FullyShardedDataParallelPlugin
+
+    from llmforge.distributed.state import process_state
+
+    d, t = cfg.distributed, cfg.train
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.model.dtype != "float32"
+    precision = "bf16" if bf16 else ("fp16" if torch.cuda.is_available() and cfg.model.dtype != "float32" else "no")
+    kwargs: dict[str, Any] = {"cpu": not torch.cuda.is_available(), "gradient_accumulation_steps": t.grad_accum_steps,
+                              "mixed_precision": precision}
+    if d.strategy == "fsdp":
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            fsdp_version=2, auto_wrap_policy="transformer_based_wrap" if layer_class else "no_wrap",
+            transformer_cls_names_to_wrap=[layer_class] if layer_class else None, reshard_after_forward=True,
+            cpu_offload=d.offload != "none",
+            state_dict_type="SHARDED_STATE_DICT" if d.state_dict == "sharded" else "FULL_STATE_DICT")
+    elif d.strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError("distributed.strategy=deepspeed needs DeepSpeed: pip install 'llmforge[deepspeed]'.")
+        config = deepspeed_config(cfg)
+        world = process_state().num_processes
+        config.update(train_micro_batch_size_per_gpu=t.micro_batch_size, gradient_accumulation_steps=t.grad_accum_steps,
+                      train_batch_size=t.micro_batch_size * t.grad_accum_steps * world,
+                      gradient_clipping=t.max_grad_norm, bf16={"enabled": precision == "bf16"},
+                      fp16={"enabled": precision == "fp16"})
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(hf_ds_config=config)
+    elif d.offload != "none":
+        raise UserError("distributed.offload applies to strategy fsdp or deepspeed, not ddp.")
+    return Accelerator(**kwargs)

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, RunConfig
+from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, STAGE_SECTIONS, RunConfig
 from llmforge.engine.files import atomic_write_json, atomic_write_text
 from llmforge.errors import UserError
 from llmforge.registry.runs import RUN_FILE, read_run_info
@@ -46,8 +46,10 @@ def source_commit() -> str | None:
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a resolved config that make a run this run (logging or launch changes do not)."""
-    return {key: value for key, value in config.items() if key not in RESUME_NEUTRAL_SECTIONS}
+    """The parts of a resolved config that make a run this run: logging or launch changes do not, nor do
+    the option sections of other stages (a dpo run does not change when ppo.* gains a key)."""
+    others = set(STAGE_SECTIONS) - {config.get("stage")}
+    return {key: value for key, value in config.items() if key not in RESUME_NEUTRAL_SECTIONS and key not in others}
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

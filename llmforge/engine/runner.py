@@ -131,7 +131,7 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
 
 
 def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, metrics_log: MetricsLog,
-                  main: bool) -> Trainer:
+                  main: bool) -> Any:
     callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(metrics_log),
                  NanGuardCallback()]
     if "tensorboard" in cfg.logging.report_to and main:
@@ -161,16 +161,15 @@ def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
     return metrics
 
 
-def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: bool) -> dict[str, float]:
+def _publish_final(trainer: Any, parts: StageParts, paths: RunPaths, main: bool) -> dict[str, float]:
     """Write final/ in a staging folder and rename it in, so a kill never leaves half a model.
 
     The full state dict is gathered from every rank (FSDP shards, ZeRO-3 partitions), so
     final/ is a plain HF folder whatever the strategy.
     """
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    model, state_dict = _final_model(trainer)
     metrics: dict[str, float] = {}
     if main:
-        model = trainer.accelerator.unwrap_model(trainer.model)
         model.save_pretrained(str(paths.staging), state_dict=state_dict, safe_serialization=True)
         parts.tokenizer.save_pretrained(str(paths.staging))
         if parts.finalize is not None:
@@ -178,3 +177,11 @@ def _publish_final(trainer: Trainer, parts: StageParts, paths: RunPaths, main: b
         publish_dir(paths.staging, paths.final)
     process_state().wait_for_everyone()
     return metrics
+
+
+def _final_model(trainer: Any) -> tuple[Any, dict[str, Any]]:
+    """(the model final/ holds, its full state dict); collective: every rank must call it."""
+    if isinstance(trainer, Trainer):
+        return (trainer.accelerator.unwrap_model(trainer.model),
+                trainer.accelerator.get_state_dict(trainer.model_wrapped))
+    return trainer.final_model()  # stages with their own loop (ppo) say which of their models is the result

@@ -42,3 +42,42 @@ def final_number(completions: list[Any], answer: list[str | None], **_: Any) -> 
 
 REWARD_FUNCTIONS: dict[str, Callable[..., list[float]]] = {"arithmetic": arithmetic, "final_number": final_number}
 NEEDS_COLUMN = {"arithmetic": "answer", "final_number": "answer"}
+
+
+class Scorer:
+    """One score per completion: a weighted sum of a reward model (rescaled with its saved statistics)
+    and verifiable functions. Returns the combined score and each source's raw mean for the logs."""
+
+    def __init__(self, reward_model: Any = None, stats: dict[str, float] | None = None,
+                 functions: tuple[str, ...] = (), weights: list[float] | None = None) -> None:
+        self.reward_model = reward_model
+        self.stats = stats or {}
+        self.functions = functions
+        count = int(reward_model is not None) + len(functions)
+        self.weights = list(weights) if weights is not None else [1.0] * count
+
+    def to(self, device: Any) -> Scorer:
+        if self.reward_model is not None:
+            self.reward_model.model.to(device)
+        return self
+
+    def __call__(self, prompts: list[list[dict]], completions: list[str], answers: list[str | None],
+                 ) -> tuple[Any, dict[str, float]]:
+        import torch
+
+        from llmforge.eval.reward import score_conversations
+        from llmforge.rl.core import normalise_scores
+
+        parts, logged = [], {}
+        if self.reward_model is not None:
+            conversations = [p + [{"role": "assistant", "content": c}] for p, c in zip(prompts, completions,
+                                                                                       strict=True)]
+            raw = score_conversations(self.reward_model, conversations)
+            logged["rewards/reward_model"] = raw.mean().item()
+            parts.append(normalise_scores(raw, self.stats.get("mean"), self.stats.get("std"), None))
+        for name in self.functions:
+            values = torch.tensor(REWARD_FUNCTIONS[name](completions, answer=answers), dtype=torch.float32)
+            logged[f"rewards/{name}"] = values.mean().item()
+            parts.append(values)
+        combined = sum(w * p for w, p in zip(self.weights, parts, strict=True))
+        return combined, logged

@@ -11,6 +11,7 @@ from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import apply_adapter, lora_config
 from llmforge.engine.files import publish_dir
+from llmforge.errors import UserError
 from llmforge.registry import LoadedModel, ModelSource, count_parameters
 from llmforge.registry.runs import read_run_info
 
@@ -96,3 +97,25 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
         return {"eval_accuracy": result["accuracy"]}
 
     return evaluate
+
+
+def load_side_model(cfg: RunConfig, name: str) -> LoadedModel:
+    """A one-score model (reward or value) named like model.name, loaded with the run's dtype and trust settings."""
+    from transformers import AutoModelForSequenceClassification
+
+    from llmforge.registry import load_model
+
+    return load_model(cfg.model.model_copy(update={"name": name, "tokenizer": None, "config_overrides": {}}),
+                      AutoModelForSequenceClassification, num_labels=1)
+
+
+def check_reward_columns(section: str, names: list[str], columns: dict[str, list]) -> None:
+    """Verifiable rewards grade against a dataset column (e.g. `answer`): every prompt must have it."""
+    from llmforge.rl.rewards import NEEDS_COLUMN
+
+    for name in names:
+        needed = NEEDS_COLUMN.get(name)
+        if needed and any(value is None for value in columns.get(needed, [None])):
+            raise UserError(f"{section}.reward_functions: '{name}' grades completions against the '{needed}' "
+                            f"column, which some training prompts lack. Use prompt rows with an '{needed}' (e.g. "
+                            "the built-in arithmetic-prompts), or map yours with columns: {" + needed + ": yours}.")

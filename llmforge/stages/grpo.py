@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoModelForSequenceClassification
 from trl import GRPOConfig, GRPOTrainer
 
 from llmforge.config.schema import RunConfig
@@ -20,27 +19,29 @@ from llmforge.engine.adapters import quantization_kwargs
 from llmforge.errors import UserError
 from llmforge.inference import stop_token_ids
 from llmforge.registry import load_model
-from llmforge.rl.rewards import NEEDS_COLUMN, REWARD_FUNCTIONS
+from llmforge.rl.rewards import REWARD_FUNCTIONS
 from llmforge.stages.base import StageParts
-from llmforge.stages.common import ADAPTER_TYPES, accuracy_eval, anchor_start, parent_of, trainer_adapter
+from llmforge.stages.common import (
+    ADAPTER_TYPES,
+    accuracy_eval,
+    anchor_start,
+    check_reward_columns,
+    load_side_model,
+    parent_of,
+    trainer_adapter,
+)
 
 
 def reward_sources(cfg: RunConfig, columns: dict[str, list]) -> tuple[list[Any], list[Any], list[dict]]:
     """(reward functions/models, their tokenizers, lineage entries) in the order grpo.reward_weights uses."""
     funcs, tokenizers, parents = [], [], []
     if cfg.grpo.reward_model:
-        rm = load_model(cfg.model.model_copy(update={"name": cfg.grpo.reward_model, "tokenizer": None,
-                                                     "config_overrides": {}}),
-                        AutoModelForSequenceClassification, num_labels=1)
+        rm = load_side_model(cfg, cfg.grpo.reward_model)
         funcs.append(rm.model)
         tokenizers.append(rm.tokenizer)
         parents.append({**parent_of(rm.source), "role": "reward_model"})
+    check_reward_columns("grpo", cfg.grpo.reward_functions, columns)
     for name in cfg.grpo.reward_functions:
-        needed = NEEDS_COLUMN.get(name)
-        if needed and any(value is None for value in columns.get(needed, [None])):
-            raise UserError(f"grpo.reward_functions: '{name}' grades completions against the '{needed}' column, "
-                            f"which some training prompts lack. Use prompt rows with an '{needed}' (e.g. the "
-                            "built-in arithmetic-prompts), or map yours with columns: {" + needed + ": yours}.")
         funcs.append(REWARD_FUNCTIONS[name])
         tokenizers.append(None)
     return funcs, tokenizers, parents
@@ -51,8 +52,6 @@ class GRPOStage:
 
     def build(self, cfg: RunConfig) -> StageParts:
         g = cfg.grpo
-        if cfg.adapter.type == "freeze":
-            raise UserError("adapter.type=freeze is not offered for grpo; use none (full) or lora.")
         per_step = cfg.train.micro_batch_size * process_state().num_processes
         if per_step % g.num_generations:
             raise UserError(f"grpo.num_generations={g.num_generations} must divide the completions per step "

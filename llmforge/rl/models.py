@@ -1,0 +1,103 @@
+"""The trained pair (policy and value model) as one module, and how the frozen models are run.
+
+Policy and value are wrapped in one module with one forward so DDP, FSDP and DeepSpeed
+see a single model and a single optimizer (two parameter groups), and one backward
+syncs both. The reference is the policy with its adapters switched off for LoRA runs
+(no second copy), else a frozen copy of the start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from llmforge.rl.core import logprobs_of
+
+
+class PolicyAndValue(nn.Module):
+    """`value_scale` maps the value model's outputs onto the reward's scale: a value model started from the
+    reward model predicts raw scores, while the rewards it must predict were rescaled with the reward
+    model's saved mean/std, so its outputs get the same (x - mean) / std."""
+
+    def __init__(self, policy: nn.Module, value: nn.Module, value_scale: tuple[float, float] = (0.0, 1.0)) -> None:
+        super().__init__()
+        self.policy = policy
+        self.value = value
+        self.value_shift, self.value_std = value_scale
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy logits [B, L, V], values [B, L]) at every position."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+                  "use_cache": False}
+        logits = self.policy(**inputs).logits
+        hidden = self.value(**inputs, output_hidden_states=True).hidden_states[-1]
+        values = value_head(self.value)(hidden).squeeze(-1)
+        return logits, (values - self.value_shift) / self.value_std
+
+
+def value_head(model: nn.Module) -> nn.Module:
+    """The one-score head of a sequence-classification model (`score` in every registry family)."""
+    head = getattr(model, "score", None)
+    if head is None:
+        raise TypeError(f"{type(model).__name__} has no `score` head to read values from")
+    return head
+
+
+def disable_dropout(*models: nn.Module) -> None:
+    """PPO's ratios compare two forwards of the same weights: they must be deterministic in train mode.
+
+    Dropout layers get p=0, and attention modules that apply dropout functionally (reading a float
+    `attention_dropout` they copied from the config at init, as Llama/Qwen do) get 0 too.
+    """
+    for model in models:
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+            if isinstance(getattr(module, "attention_dropout", None), float):
+                module.attention_dropout = 0.0
+
+
+def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, prompt_width: int, temperature: float,
+                      ) -> torch.Tensor:
+    """log p of each response token, from the logits one position before it, at the sampling temperature."""
+    width = responses.shape[1]
+    return logprobs_of(logits[:, prompt_width - 1:prompt_width - 1 + width] / temperature, responses)
+
+
+@contextlib.contextmanager
+def reference_of(accelerator: Any, wrapped: nn.Module, ref_model: nn.Module | None) -> Iterator[Any]:
+    """Yields a callable (input_ids, attention_mask, position_ids) -> logits of the reference model."""
+    if ref_model is not None:
+        yield lambda **inputs: ref_model(**inputs, use_cache=False).logits
+        return
+    # a PEFT policy: the base weights are the reference; the forward still goes through the wrapper (FSDP)
+    with accelerator.unwrap_model(wrapped).policy.disable_adapter():
+        yield lambda **inputs: wrapped(**inputs)[0]
+
+
+@contextlib.contextmanager
+def gathered_for_generation(accelerator: Any, wrapped: nn.Module) -> Iterator[nn.Module]:
+    """The policy, ready to generate: under ZeRO-3 its parameters are gathered once for the whole rollout
+    (not once per token); under FSDP the root's own parameters (embeddings, head) are unsharded."""
+    unwrapped = accelerator.unwrap_model(wrapped)
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None and plugin.zero_stage == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(unwrapped.policy.parameters())):
+            yield unwrapped.policy
+        return
+    unshard = getattr(wrapped, "unshard", None)  # FSDP2 modules
+    if unshard is not None:
+        unshard()
+        try:
+            yield unwrapped.policy
+        finally:
+            wrapped.reshard()
+        return
+    yield unwrapped.policy

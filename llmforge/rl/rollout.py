@@ -1,0 +1,131 @@
+"""One PPO rollout: sample completions, score them, and turn the scores into per-token advantages.
+
+Prompts are left-padded so every one ends where generation starts; position ids count
+real tokens only, so a padded prompt sees the same positions it would alone. Log-probs
+are recomputed after sampling with one forward at the sampling temperature, the same
+forward the update later repeats, so the first PPO ratio is exactly 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from llmforge.rl.core import (
+    KLController,
+    apply_eos_penalty,
+    entropy_from_logits,
+    gae,
+    kl_per_token,
+    left_pad,
+    masked_mean,
+    masked_whiten,
+    position_ids,
+    response_mask,
+    token_rewards,
+)
+from llmforge.rl.models import gathered_for_generation, reference_of, response_logprobs
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor  # [B, P + T] prompt (left-padded) then response (right-padded)
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    responses: torch.Tensor  # [B, T]
+    mask: torch.Tensor  # [B, T] 1 on response tokens up to and including the stop token
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    prompt_width: int
+    stats: dict[str, float]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+@dataclass
+class RolloutSettings:
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    stop_ids: list[int]
+    pad_id: int
+    micro_batch_size: int
+    kl_estimator: str
+    gamma: float
+    lam: float
+    whiten_advantages: bool
+    missing_eos_penalty: float | None
+    reward_clip: float | None
+
+
+def forward_in_chunks(model: Any, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
+                      chunk: int) -> list[Any]:
+    return [model(input_ids=ids[i:i + chunk], attention_mask=attention[i:i + chunk],
+                  position_ids=positions[i:i + chunk]) for i in range(0, ids.shape[0], chunk)]
+
+
+@torch.no_grad()
+def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, scorer: Any, kl: KLController,
+                 prompts: list[dict[str, Any]], s: RolloutSettings) -> Rollout:
+    """Sample one completion per prompt row ({prompt_ids, prompt, answer}) and compute everything PPO needs."""
+    device = accelerator.device
+    prompt_ids, prompt_mask = left_pad([row["prompt_ids"] for row in prompts], s.pad_id)
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    width = prompt_ids.shape[1]
+    model.eval()
+    with gathered_for_generation(accelerator, model) as policy:
+        out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=s.max_new_tokens,
+                              do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0, use_cache=True,
+                              eos_token_id=s.stop_ids, pad_token_id=s.pad_id)
+    responses = out[:, width:]
+    mask, ended = response_mask(responses, s.stop_ids)
+    responses = responses.masked_fill(mask == 0, s.pad_id)
+    input_ids = torch.cat([prompt_ids, responses], dim=1)
+    attention = torch.cat([prompt_mask, mask], dim=1)
+    positions = position_ids(attention)
+
+    chunk = s.micro_batch_size
+    outputs = forward_in_chunks(model, input_ids, attention, positions, chunk)
+    logits = [o[0] for o in outputs]
+    logprobs = torch.cat([response_logprobs(lg, responses[i * chunk:(i + 1) * chunk], width, s.temperature)
+                          for i, lg in enumerate(logits)])
+    entropy = torch.cat([entropy_from_logits(lg[:, width - 1:-1].float() / s.temperature) for lg in logits])
+    values = torch.cat([o[1][:, width - 1:-1].float() for o in outputs])
+    del outputs, logits
+    with reference_of(accelerator, model, ref_model) as reference:
+        ref_logprobs = torch.cat([
+            response_logprobs(reference(input_ids=input_ids[i:i + chunk], attention_mask=attention[i:i + chunk],
+                                        position_ids=positions[i:i + chunk]),
+                              responses[i:i + chunk], width, s.temperature)
+            for i in range(0, len(prompts), chunk)])
+    model.train()
+
+    texts = tokenizer.batch_decode(responses.masked_fill(mask == 0, s.pad_id), skip_special_tokens=True)
+    scores, source_means = scorer([row["prompt"] for row in prompts], texts, [row.get("answer") for row in prompts])
+    scores = apply_eos_penalty(scores.to(device), ended, s.missing_eos_penalty)
+    if s.reward_clip:
+        scores = scores.clamp(-s.reward_clip, s.reward_clip)
+
+    mask_f = mask.float()
+    kl_tokens = kl_per_token(logprobs, ref_logprobs, s.kl_estimator) * mask_f
+    rewards = token_rewards(scores, kl_tokens, kl.value, mask_f)
+    advantages, returns = gae(rewards, values, mask_f, s.gamma, s.lam)
+    if s.whiten_advantages:
+        advantages = masked_whiten(advantages, mask_f)
+    stats = {
+        "reward": scores.mean().item(),
+        "kl": kl_tokens.sum(dim=1).mean().item(),
+        "non_score_reward": (rewards.sum(dim=1) - scores).mean().item(),
+        "entropy": masked_mean(entropy, mask_f).item(),
+        "response_length": mask_f.sum(dim=1).mean().item(),
+        "ended_fraction": ended.float().mean().item(),
+        "value_mean": masked_mean(values, mask_f).item(),
+        **source_means,
+    }
+    return Rollout(input_ids, attention, positions, responses, mask_f, logprobs, values * mask_f, advantages,
+                   returns, width, stats)
