@@ -213,8 +213,9 @@ class PPOOptions(RewardSources):
         "train.micro_batch_size x train.grad_accum_steps sequences, one optimizer step each")
     ppo_epochs: int = Field(2, ge=1, description="passes over each rollout (mini-batches reshuffled each pass)")
     value_model: str | None = Field(
-        None, description="where the value model starts (any model.name; a new one-score head if it has none); "
-        "default: the reward model, else the policy's start")
+        None, description="where the value model starts (any model.name; a new one-score head if it has none), "
+        "or `policy`: a value head on the policy itself (shared backbone); default: the reward model, else the "
+        "policy's start")
     value_lr: float | None = Field(None, gt=0.0, description="value model learning rate; default train.lr")
     gamma: float = Field(1.0, ge=0.0, le=1.0, description="discount over response tokens")
     lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")

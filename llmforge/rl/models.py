@@ -19,21 +19,35 @@ from llmforge.rl.core import logprobs_of
 
 
 class PolicyAndValue(nn.Module):
-    """`value_scale` maps the value model's outputs onto the reward's scale: a value model started from the
-    reward model predicts raw scores, while the rewards it must predict were rescaled with the reward
-    model's saved mean/std, so its outputs get the same (x - mean) / std."""
+    """`value=None` puts a value head on the policy itself (shared backbone: one model in memory, both losses
+    train it); the head starts at zero. `value_scale` maps a separate value model's outputs onto the
+    reward's scale: one started from the reward model predicts raw scores, while the rewards it must
+    predict were rescaled with the reward model's saved mean/std, so its outputs get the same
+    (x - mean) / std."""
 
-    def __init__(self, policy: nn.Module, value: nn.Module, value_scale: tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(self, policy: nn.Module, value: nn.Module | None, value_scale: tuple[float, float] = (0.0, 1.0),
+                 ) -> None:
         super().__init__()
         self.policy = policy
         self.value = value
         self.value_shift, self.value_std = value_scale
+        if value is None:
+            self.value_head = nn.Linear(policy.config.hidden_size, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def value_parameters(self) -> list[nn.Parameter]:
+        module = self.value if self.value is not None else self.value_head
+        return [p for p in module.parameters() if p.requires_grad]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy logits [B, L, V], values [B, L]) at every position."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
                   "use_cache": False}
+        if self.value is None:
+            out = self.policy(**inputs, output_hidden_states=True)
+            return out.logits, self.value_head(out.hidden_states[-1].to(self.value_head.weight.dtype)).squeeze(-1)
         logits = self.policy(**inputs).logits
         hidden = self.value(**inputs, output_hidden_states=True).hidden_states[-1]
         values = value_head(self.value)(hidden).squeeze(-1)
@@ -48,13 +62,15 @@ def value_head(model: nn.Module) -> nn.Module:
     return head
 
 
-def disable_dropout(*models: nn.Module) -> None:
+def disable_dropout(*models: nn.Module | None) -> None:
     """PPO's ratios compare two forwards of the same weights: they must be deterministic in train mode.
 
     Dropout layers get p=0, and attention modules that apply dropout functionally (reading a float
     `attention_dropout` they copied from the config at init, as Llama/Qwen do) get 0 too.
     """
     for model in models:
+        if model is None:
+            continue
         for module in model.modules():
             if isinstance(module, nn.Dropout):
                 module.p = 0.0

@@ -72,7 +72,7 @@ class PPOTrainer:
         self.prompts = train_dataset
         disable_dropout(model, value_model)
         if getattr(args, "activation_checkpointing", False):
-            for trained in (model, value_model):
+            for trained in (m for m in (model, value_model) if m is not None):
                 trained.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if ref_model is not None:
             ref_model.to(accelerator.device).eval().requires_grad_(False)
@@ -83,7 +83,7 @@ class PPOTrainer:
         mini_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
         self.updates_per_step = options.ppo_epochs * options.rollout_batch_size // mini_batch
         combined = PolicyAndValue(model, value_model, value_scale)
-        optimizer = self._optimizer(model, value_model)
+        optimizer = self._optimizer(combined)
         total = self.max_steps * self.updates_per_step
         self.scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(total),
                                        num_training_steps=total, scheduler_specific_kwargs=args.lr_scheduler_kwargs)
@@ -105,11 +105,11 @@ class PPOTrainer:
         self.callback_handler = CallbackHandler([DefaultFlowCallback(), *(callbacks or [])], self.model,
                                                 processing_class, self.optimizer, self.scheduler)
 
-    def _optimizer(self, policy: Any, value: Any) -> torch.optim.Optimizer:
+    def _optimizer(self, combined: PolicyAndValue) -> torch.optim.Optimizer:
         cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args)
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}
-                  for model, lr in ((policy, self.args.learning_rate),
-                                    (value, self.options.value_lr or self.args.learning_rate))]
+        policy = [p for p in combined.policy.parameters() if p.requires_grad]
+        groups = [{"params": policy, "lr": self.args.learning_rate},
+                  {"params": combined.value_parameters(), "lr": self.options.value_lr or self.args.learning_rate}]
         kwargs = {**kwargs, "weight_decay": self.args.weight_decay}
         kwargs.pop("lr", None)
         return cls(groups, lr=self.args.learning_rate, **kwargs)

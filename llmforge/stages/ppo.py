@@ -43,7 +43,8 @@ def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role
     if any(theirs.get(token) != index for token, index in policy_tokenizer.get_vocab().items()):
         raise UserError(f"ppo.{role}: '{name}' uses a different tokenizer from the policy, and the {role} reads "
                         "the policy's tokens. Start it from the policy's family (e.g. an rm run trained from "
-                        "the SFT model), or set ppo.value_model to the policy's start.")
+                        "the SFT model), or set ppo.value_model to the policy's start, or to `policy` (a value head on "
+                        "the policy).")
 
 
 def reward_statistics(rm: LoadedModel, normalise: bool) -> dict[str, float]:
@@ -63,6 +64,9 @@ def encoded_prompts(cfg: RunConfig, tokenizer: Any) -> tuple[Any, list[dict], di
         raise UserError(f"data.train: every prompt is longer than data.max_length - ppo.max_new_tokens = {limit} "
                         "tokens. Raise data.max_length or lower ppo.max_new_tokens.")
     return kept, accuracy, fingerprints, len(encoded) - len(kept)
+
+
+VALUE_HEAD_ON_POLICY = "policy"
 
 
 class PPOStage:
@@ -88,16 +92,19 @@ class PPOStage:
             stats = reward_statistics(rm, o.normalize_reward)
             parents.append({**parent_of(rm.source), "role": "reward_model"})
         value_name = o.value_model or o.reward_model or cfg.model.name
-        value = load_side_model(cfg, value_name)
-        same_vocabulary(tokenizer, value.tokenizer, value_name, "value_model")
-        value_model = apply_adapter(value.model, cfg.adapter, value.family, task_type="SEQ_CLS")
-        parents.append({**parent_of(value.source), "role": "value_model"})
-
+        value_model, value_trainable = None, 0
+        if value_name != VALUE_HEAD_ON_POLICY:
+            value = load_side_model(cfg, value_name)
+            same_vocabulary(tokenizer, value.tokenizer, value_name, "value_model")
+            value.model.config.pad_token_id = tokenizer.pad_token_id  # its head pools at the last non-pad token
+            value_model = apply_adapter(value.model, cfg.adapter, value.family, task_type="SEQ_CLS")
+            value_trainable = model_summary(value, value_model)["trainable_parameters"]
+            parents.append({**parent_of(value.source), "role": "value_model"})
         scorer = Scorer(reward_model, stats, tuple(o.reward_functions), o.reward_weights)
         # a value model that is the reward model predicts raw scores: put them on the rescaled rewards' scale
         value_scale = (stats["mean"], max(stats["std"], 1e-8)) if value_name == o.reward_model and stats else (0.0, 1.0)
         summary = {**model_summary(loaded, policy), "adapter": cfg.adapter.type,
-                   "value_parameters": model_summary(value, value_model)["trainable_parameters"]}
+                   "value_model": value_name, "value_trainable_parameters": value_trainable}
         return StageParts(
             model=policy,
             tokenizer=tokenizer,

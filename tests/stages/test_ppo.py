@@ -145,3 +145,17 @@ def test_checkpoint_holds_policy_value_optimizer_and_loop_state(tmp_path):
     custom = sorted(n for n in names if n.startswith("custom_checkpoint_"))
     progress = torch.load(checkpoint / custom[-1], weights_only=True)
     assert progress == {"step": 2}
+
+
+def test_value_head_on_the_policy_shares_its_backbone_and_learns(tmp_path):
+    # the untrained preset never answers right, but it rarely stops: the EOS penalty gives returns to learn
+    outcome = run_stage(load_config(quick(tmp_path, ppo={"value_model": "policy", "missing_eos_penalty": 1.0},
+                                          train={"max_steps": 4})))
+    lines = metric_lines(outcome.output_dir, "value_mean")
+    assert lines[0]["value_mean"] == 0.0 and lines[-1]["value_mean"] != 0.0  # the head starts at zero, then learns
+    weights = load_file(outcome.output_dir / "checkpoints" / "checkpoint-4" / "model.safetensors")
+    assert {"value_head.weight", "value_head.bias"} <= weights.keys()
+    assert not any(k.startswith("value.") for k in weights)
+    run = json.loads((outcome.output_dir / "run.json").read_text())
+    assert [p["role"] for p in run["parents"]] == ["model"]
+    assert "value_head" not in str(load_file(outcome.output_dir / "final" / "model.safetensors").keys())

@@ -78,7 +78,8 @@ def test_finished_run_is_not_retrained(pretrained):
     folder, recipe, _ = pretrained
     run_json = folder / "run" / "run.json"
     before = run_json.stat().st_mtime_ns, (folder / "run" / "final" / "model.safetensors").stat().st_mtime_ns
-    outcome = run_stage(load_config(recipe, ["logging.every_steps=1"]))  # logging changes are not a new run
+    # logging changes are not a new run, nor are other stages' options (a new ppo key must not orphan old runs)
+    outcome = run_stage(load_config(recipe, ["logging.every_steps=1", "ppo.kl_coef=0.5", "dpo.beta=0.3"]))
     assert outcome.status == "skipped"
     assert before == (run_json.stat().st_mtime_ns,
                       (folder / "run" / "final" / "model.safetensors").stat().st_mtime_ns)
