@@ -44,6 +44,32 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pipeline(args: argparse.Namespace) -> int:
+    from llmforge.pipeline.runner import run_pipeline
+    from llmforge.pipeline.spec import load_pipeline
+
+    pipeline = load_pipeline(args.config, args.overrides)
+    if args.dry_run:
+        for stage in pipeline.stages:
+            needs = f" (uses {', '.join(stage.needs)})" if stage.needs else ""
+            print(f"{stage.name}: {stage.config.stage} -> {stage.config.output_dir}{needs}")
+        return EXIT_OK
+    for row in run_pipeline(pipeline):
+        shown = {k: round(v, 4) for k, v in row["final_metrics"].items() if k in SUMMARY_KEYS}
+        print(f"{row['name']}: {row['status']}  {row['output_dir']}  {shown}")
+    return EXIT_OK
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from llmforge.pipeline.lineage import read_lineage, render
+
+    tree = read_lineage(args.run)
+    print(json.dumps(tree, indent=2) if args.json else "\n".join(render(tree)))
+    return EXIT_OK
+
+
 def _slurm(args: argparse.Namespace) -> int:
     from llmforge.config import load_config
     from llmforge.distributed.slurm import sbatch_script
@@ -176,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--dry-run", action="store_true",
                            help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
+    pipe = recipe(command("pipeline", _pipeline, "run a chain of stages from one recipe: current stages are "
+                          "skipped, an interrupted one resumes, changed ones run again"))
+    pipe.add_argument("--dry-run", action="store_true", help="validate every stage and print the plan, run nothing")
+    lin = command("lineage", _lineage, "show what a run was made from: parent runs, fingerprints, data")
+    lin.add_argument("run", help="a run's output_dir")
+    lin.add_argument("--json", action="store_true", help="print the tree as JSON")
+
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
         p.add_argument("--max-new-tokens", type=int, default=128)

@@ -87,19 +87,25 @@ def _load_layers(path: Path, raw: RawConfig, chain: tuple[Path, ...]) -> None:
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise UserError(f"Recipes extend each other in a cycle: {cycle}. Remove one `extends:`.")
-    layer = read_yaml(path)
+    merge_layer(read_yaml(path), path.parent, str(path), raw, (*chain, path))
+
+
+def merge_layer(layer: dict[str, Any], folder: Path, origin: str, raw: RawConfig,
+                chain: tuple[Path, ...] = ()) -> None:
+    """Merge one recipe mapping into `raw`, after the files its `extends:` names (relative to `folder`)."""
+    layer = dict(layer)
     parents = layer.pop("extends", None)
     if parents is not None:
         if isinstance(parents, str):
             parents = [parents]
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-            raise UserError(f"{path}: `extends` must be a file path or a list of file paths.")
+            raise UserError(f"{origin}: `extends` must be a file path or a list of file paths.")
         for parent in parents:
-            parent_path = (path.parent / parent) if not Path(parent).is_absolute() else Path(parent)
+            parent_path = (folder / parent) if not Path(parent).is_absolute() else Path(parent)
             if not parent_path.is_file():
-                raise UserError(f"{path}: `extends: {parent}` names a file that does not exist ({parent_path}).")
-            _load_layers(parent_path, raw, (*chain, path))
-    raw.merge(layer, str(path))
+                raise UserError(f"{origin}: `extends: {parent}` names a file that does not exist ({parent_path}).")
+            _load_layers(parent_path, raw, chain)
+    raw.merge(layer, origin)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

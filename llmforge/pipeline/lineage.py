@@ -1,0 +1,52 @@
+"""The chain a run came from, read from run.json files: parents by path and fingerprint, back to the
+base model, with each run's data fingerprints. Nothing is recomputed: it shows what was recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llmforge.errors import UserError
+from llmforge.registry.runs import RUN_FILE, read_run_info
+
+
+def lineage(run_dir: Path, role: str = "run", seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """{role, run_dir, stage, status, fingerprint, data, parents: [...]}, recursively."""
+    run_dir = Path(run_dir).resolve()
+    info = read_run_info(run_dir)
+    node: dict[str, Any] = {"role": role, "run_dir": str(run_dir), "stage": info.get("stage"),
+                            "status": info.get("status"), "fingerprint": info.get("final_fingerprint"),
+                            "data": (info.get("data") or {}).get("fingerprints", {}), "parents": []}
+    for parent in info.get("parents", []):
+        if parent.get("run_dir") and parent["run_dir"] not in seen:
+            child = lineage(Path(parent["run_dir"]), parent.get("role", "model"), seen | {str(run_dir)})
+            if child["fingerprint"] != parent.get("fingerprint"):
+                child["changed_since"] = parent.get("fingerprint")
+            node["parents"].append(child)
+        else:
+            node["parents"].append({"role": parent.get("role", "model"), "kind": parent.get("kind"),
+                                    "name": parent.get("name"), "parents": []})
+    return node
+
+
+def read_lineage(run: str) -> dict[str, Any]:
+    path = Path(run)
+    if not (path / RUN_FILE).is_file():
+        raise UserError(f"{run} is not an llmforge run folder (no {RUN_FILE}). Name a run's output_dir.")
+    return lineage(path)
+
+
+def render(node: dict[str, Any], depth: int = 0) -> list[str]:
+    pad = "  " * depth + ("<- " if depth else "")
+    if "run_dir" not in node:
+        lines = [f"{pad}{node['role']}: {node['name']} ({node['kind']})"]
+    else:
+        changed = f" (changed since: was {node['changed_since']})" if node.get("changed_since") else ""
+        lines = [f"{pad}{node['role']}: {node['run_dir']}  [{node['stage']}, {node['status']}, "
+                 f"fingerprint {node['fingerprint']}{changed}]"]
+        for split, prints in node["data"].items():
+            if split in ("train", "eval") and prints:
+                lines.append("  " * (depth + 1) + f"   data.{split}: {', '.join(map(str, prints))}")
+    for parent in node["parents"]:
+        lines += render(parent, depth + 1)
+    return lines

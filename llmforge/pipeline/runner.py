@@ -1,0 +1,93 @@
+"""Run a pipeline's stages in order: skip the current ones, resume the interrupted one, redo the stale ones.
+
+A completed stage is current when its config is unchanged and every run it started from
+still has the fingerprint it had then. A stale stage's old output is set aside (one
+generation kept, as OUTPUT.superseded) and the stage runs again; the stages after it
+then see a new parent fingerprint and run again too. Each stage's resolved recipe is
+written to output_dir/recipes/NAME.yaml, which is also what a multi-process stage is
+launched with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
+from llmforge.engine.run_record import config_differences, identity
+from llmforge.errors import UserError
+from llmforge.pipeline.spec import Pipeline, PipelineStage
+from llmforge.registry.runs import read_run_info
+
+log = logging.getLogger("llmforge")
+STATE_FILE = "pipeline.json"
+
+
+def staleness(stage: PipelineStage) -> str | None:
+    """Why a completed stage must run again (None when it is current or was never completed)."""
+    info = read_run_info(Path(stage.config.output_dir))
+    if info.get("status") != "completed":
+        return None
+    changed = config_differences(identity(info.get("config", {})), identity(stage.config.model_dump(mode="json")))
+    if changed:
+        return "its config changed (" + "; ".join(changed[:3]) + ")"
+    for parent in info.get("parents", []):
+        if parent.get("run_dir"):
+            now = read_run_info(Path(parent["run_dir"])).get("final_fingerprint")
+            if now != parent.get("fingerprint"):
+                return f"its {parent.get('role', 'model')} {parent['run_dir']} changed since it ran"
+    return None
+
+
+def _set_aside(folder: Path) -> Path:
+    aside = folder.with_name(folder.name + ".superseded")
+    if aside.exists():
+        remove_dir(aside)
+    folder.rename(aside)
+    return aside
+
+
+def _run_one(stage: PipelineStage, recipe: Path) -> None:
+    from llmforge.distributed import launcher
+    from llmforge.engine.runner import run_stage
+
+    if launcher.needs_launch(stage.config):
+        code = launcher.launch(stage.config, str(recipe), [])
+        if code:
+            raise UserError(f"stage '{stage.name}' exited with code {code}; its log is above. Run the pipeline "
+                            "again to resume it from its last checkpoint.")
+    else:
+        run_stage(stage.config)
+
+
+def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
+    root = pipeline.output_dir
+    (root / "recipes").mkdir(parents=True, exist_ok=True)
+    summary: list[dict[str, Any]] = []
+    for stage in pipeline.stages:
+        output = Path(stage.config.output_dir)
+        recipe = root / "recipes" / f"{stage.name}.yaml"
+        atomic_write_text(recipe, yaml.safe_dump(stage.config.model_dump(mode="json"), sort_keys=False))
+        reason = staleness(stage)
+        if reason:
+            log.info("Stage '%s' runs again: %s; the old output is kept as %s.", stage.name, reason,
+                     _set_aside(output))
+        info = read_run_info(output)
+        if info.get("status") == "completed":
+            log.info("Stage '%s' is up to date (%s).", stage.name, output)
+            status, seconds = "skipped", 0.0
+        else:
+            log.info("Stage '%s' (%s) -> %s", stage.name, stage.config.stage, output)
+            started = time.time()
+            _run_one(stage, recipe)
+            status, seconds = "completed", round(time.time() - started, 2)
+        info = read_run_info(output)
+        summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output),
+                        "status": status, "seconds": seconds, "needs": stage.needs,
+                        "final_metrics": info.get("final_metrics", {})})
+        atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary})
+    return summary

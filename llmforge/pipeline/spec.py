@@ -1,0 +1,129 @@
+"""A pipeline recipe: stages in order, each an inline recipe (or `extends:` of one), wired by reference.
+
+    output_dir: runs/tiny-rlhf          # stage outputs default to output_dir/<stage name>
+    defaults: {seed: 42}                # merged under every stage
+    stages:
+      sft: {extends: ../sft/tiny-full.yaml}
+      rm:  {extends: ../rm/tiny.yaml, model: {name: "${sft.output}"}}
+
+`${name.output}` is the output folder of an earlier stage. Every stage is resolved and
+validated before anything runs, so a typo in the last stage fails in the first second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmforge.config.loader import RawConfig, apply_override, merge_layer, read_yaml, validate
+from llmforge.config.schema import RunConfig
+from llmforge.errors import UserError, did_you_mean
+
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+TOP_KEYS = ("output_dir", "defaults", "stages")
+
+
+@dataclass
+class PipelineStage:
+    name: str
+    config: RunConfig
+    needs: list[str]  # earlier stages this one names
+
+
+@dataclass
+class Pipeline:
+    path: Path
+    output_dir: Path
+    stages: list[PipelineStage]
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return REFERENCE.findall(value)
+    if isinstance(value, dict):
+        return [ref for item in value.values() for ref in _references(item)]
+    if isinstance(value, list):
+        return [ref for item in value for ref in _references(item)]
+    return []
+
+
+def _substitute(value: Any, outputs: dict[str, str], where: str, earlier: list[str], later: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, outputs, f"{where}.{k}", earlier, later) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, outputs, f"{where}.{i}", earlier, later) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def resolve(match: re.Match) -> str:
+        name, _, attribute = match.group(1).strip().partition(".")
+        if attribute != "output":
+            raise UserError(f"{where}: '{match.group(0)}' is not a reference this version knows; write "
+                            "${STAGE.output} (the output folder of an earlier stage).")
+        if name in later:
+            raise UserError(f"{where}: '{match.group(0)}' names stage '{name}', which runs later. A stage can "
+                            "only use the outputs of the stages listed before it.")
+        if name not in outputs:
+            raise UserError(f"{where}: '{match.group(0)}' names no stage of this pipeline.{did_you_mean(name, earlier)}"
+                            f" Stages before it: {', '.join(earlier) or 'none'}.")
+        return outputs[name]
+
+    return REFERENCE.sub(resolve, value)
+
+
+def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -> dict[str, list[str]]:
+    """`sft.train.lr=1e-4` -> {'sft': ['train.lr=1e-4']}; the first part names a stage."""
+    split: dict[str, list[str]] = {name: [] for name in names}
+    for text in overrides:
+        stage, _, rest = text.partition(".")
+        if stage not in split or not rest:
+            raise UserError(f"Override '{text}': a pipeline override starts with a stage name "
+                            f"({', '.join(names)}), e.g. {names[0]}.train.lr=1e-4.{did_you_mean(stage, names)}")
+        split[stage].append(rest)
+    return split
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Pipeline:
+    path = Path(path)
+    data = read_yaml(path)
+    unknown = [key for key in data if key not in TOP_KEYS]
+    if unknown:
+        raise UserError(f"{path}: unknown key '{unknown[0]}' at the top of a pipeline (expected: "
+                        f"{', '.join(TOP_KEYS)}).{did_you_mean(unknown[0], TOP_KEYS)}")
+    stages = data.get("stages")
+    if not isinstance(stages, dict) or not stages:
+        raise UserError(f"{path}: `stages` must be a mapping of stage names to recipes, in run order.")
+    if not isinstance(data.get("output_dir"), str):
+        raise UserError(f"{path}: set `output_dir`, the pipeline's folder (stage outputs go inside it).")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise UserError(f"{path}: `defaults` must be a mapping of recipe keys merged under every stage.")
+    root = Path(data["output_dir"])
+    names = list(stages)
+    per_stage = _split_overrides(overrides, names)
+    outputs: dict[str, str] = {}
+    built: list[PipelineStage] = []
+    for index, name in enumerate(names):
+        body = stages[name]
+        if not isinstance(body, dict):
+            raise UserError(f"{path}: stage '{name}' must be a recipe mapping (keys, or extends: a recipe file).")
+        raw = RawConfig()
+        raw.merge(dict(defaults), f"{path} (defaults)")
+        merge_layer(body, path.parent, f"{path} (stage '{name}')", raw)
+        raw.data.setdefault("output_dir", str(root / name))
+        for text in per_stage[name]:
+            apply_override(raw, text)
+        needs = sorted({ref.split(".")[0].strip() for ref in _references(raw.data)})
+        raw.data = _substitute(raw.data, outputs, f"{path} (stage '{name}')", names[:index], names[index + 1:])
+        try:
+            config = validate(raw)
+        except UserError as exc:
+            raise UserError(f"stage '{name}' of {path}: {exc}") from None
+        outputs[name] = config.output_dir
+        built.append(PipelineStage(name, config, needs))
+    folders = [stage.config.output_dir for stage in built]
+    if len(set(folders)) != len(folders):
+        raise UserError(f"{path}: two stages write the same output_dir; give each its own.")
+    return Pipeline(path, root, built)

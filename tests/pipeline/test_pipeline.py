@@ -1,0 +1,106 @@
+"""`llmforge pipeline`: up-front validation, skip on rerun, rerun after a change, SIGKILL and resume, lineage."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.helpers import (
+    TINY_PRETRAIN,
+    TINY_SFT,
+    checkpoint_complete,
+    cli_command,
+    deep_update,
+    final_weights,
+    kill_when,
+    run_cli,
+)
+
+PRETRAIN = deep_update(TINY_PRETRAIN, {"train": {"max_steps": 6}, "checkpoint": {"every_steps": 3}})
+SFT = deep_update(TINY_SFT, {"model": {"name": "${pretrain.output}"}, "data": {"eval": []},
+                             "train": {"max_steps": 6, "micro_batch_size": 8},
+                             "checkpoint": {"every_steps": 2, "keep_last": 2}, "logging": {"every_steps": 1}})
+
+
+def write_pipeline(folder: Path, stages: dict | None = None, name: str = "pipeline.yaml") -> Path:
+    body = {"output_dir": str(folder / "out"), "defaults": {"seed": 3},
+            "stages": stages or {"pretrain": PRETRAIN, "sft": SFT}}
+    path = folder / name
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def stamps(root: Path) -> dict[str, int]:
+    return {name: (root / name / "final").stat().st_mtime_ns for name in ("pretrain", "sft")}
+
+
+def test_a_typo_in_a_later_stage_fails_before_anything_runs(tmp_path):
+    bad = deep_update(SFT, {"train": {"lrr": 1e-3}})
+    started = time.time()
+    result = run_cli("pipeline", str(write_pipeline(tmp_path, {"pretrain": PRETRAIN, "sft": bad})))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "stage 'sft'" in result.stderr and "train.lrr" in result.stderr
+    assert not (tmp_path / "out").exists() and time.time() - started < 30
+
+
+def test_references_must_name_an_earlier_stage(tmp_path):
+    typo = deep_update(SFT, {"model": {"name": "${pretrian.output}"}})
+    result = run_cli("pipeline", str(write_pipeline(tmp_path, {"pretrain": PRETRAIN, "sft": typo})))
+    assert result.returncode == 2 and "names no stage" in result.stderr and "pretrain" in result.stderr
+    backwards = deep_update(PRETRAIN, {"model": {"name": "${sft.output}"}})
+    result = run_cli("pipeline", str(write_pipeline(tmp_path, {"pretrain": backwards, "sft": SFT})))
+    assert result.returncode == 2 and "runs later" in result.stderr
+
+
+def test_rerun_skips_current_stages_and_redoes_a_changed_one_and_those_after_it(tmp_path):
+    pipeline = write_pipeline(tmp_path)
+    result = run_cli("pipeline", str(pipeline))
+    assert result.returncode == 0, result.stderr[-3000:]
+    root = tmp_path / "out"
+    first = stamps(root)
+    sft_run = json.loads((root / "sft" / "run.json").read_text())
+    assert sft_run["parents"][0]["run_dir"] == str((root / "pretrain").resolve())
+    assert (root / "recipes" / "sft.yaml").is_file()
+
+    result = run_cli("pipeline", str(pipeline))
+    assert result.returncode == 0 and stamps(root) == first
+    assert [s["status"] for s in json.loads((root / "pipeline.json").read_text())["stages"]] == ["skipped"] * 2
+
+    result = run_cli("pipeline", str(pipeline), "pretrain.train.lr=1e-3")  # a new pretrain -> a new sft
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = stamps(root)
+    assert again["pretrain"] != first["pretrain"] and again["sft"] != first["sft"]
+    assert (root / "pretrain.superseded" / "final").is_dir() and (root / "sft.superseded").is_dir()
+
+    result = run_cli("pipeline", str(pipeline), "pretrain.train.lr=1e-3", "sft.train.lr=1e-3")
+    assert result.returncode == 0 and "Stage 'pretrain' is up to date" in result.stderr
+    assert stamps(root)["pretrain"] == again["pretrain"] and stamps(root)["sft"] != again["sft"]
+
+
+def test_sigkill_in_a_stage_then_rerun_resumes_it_and_matches_an_uninterrupted_pipeline(tmp_path):
+    reference = tmp_path / "reference"
+    killed = tmp_path / "killed"
+    reference.mkdir()
+    killed.mkdir()
+    assert run_cli("pipeline", str(write_pipeline(reference))).returncode == 0
+    pipeline = write_pipeline(killed)
+    import subprocess
+
+    process = subprocess.Popen(cli_command("pipeline", str(pipeline)), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    kill_when(process, checkpoint_complete(killed / "out" / "sft", 2))
+    result = run_cli("pipeline", str(pipeline))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Stage 'pretrain' is up to date" in result.stderr and "Resuming from" in result.stderr
+    a, b = final_weights(reference / "out" / "sft"), final_weights(killed / "out" / "sft")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+    result = run_cli("lineage", str(killed / "out" / "sft"))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    assert "[sft, completed" in lines[0] and "data.train" in lines[1]
+    assert any(str((killed / "out" / "pretrain").resolve()) in line and "[pretrain" in line for line in lines)
+    assert any("tiny-llama (preset)" in line for line in lines)
