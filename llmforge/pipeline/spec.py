@@ -1,6 +1,6 @@
 """A pipeline recipe: stages in order, each an inline recipe (or `extends:` of one), wired by reference.
 
-    output_dir: runs/tiny-rlhf          # stage outputs default to output_dir/<stage name>
+    output_dir: runs/tiny-rlhf          # stage outputs: output_dir/<stage name> unless the stage sets one
     defaults: {seed: 42}                # merged under every stage
     stages:
       sft: {extends: ../sft/tiny-full.yaml}
@@ -112,7 +112,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         raw = RawConfig()
         raw.merge(dict(defaults), f"{path} (defaults)")
         merge_layer(body, path.parent, f"{path} (stage '{name}')", raw)
-        raw.data.setdefault("output_dir", str(root / name))
+        if "output_dir" not in body:  # an extended recipe's own output_dir is not the pipeline's
+            raw.data["output_dir"] = str(root / name)
         for text in per_stage[name]:
             apply_override(raw, text)
         needs = sorted({ref.split(".")[0].strip() for ref in _references(raw.data)})
