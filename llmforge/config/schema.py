@@ -36,6 +36,11 @@ class ModelConfig(Section):
         description="model config fields to change for a preset built from scratch (e.g. num_hidden_layers)",
     )
 
+    def for_other(self, name: str) -> ModelConfig:
+        """These settings (dtype, attention, trust) for another model the run loads: a reward or value model.
+        Its own tokenizer and config are used, not this model's overrides."""
+        return self.model_copy(update={"name": name, "tokenizer": None, "config_overrides": {}})
+
 
 class AdapterConfig(Section):
     type: Literal["none", "lora", "dora", "qlora", "freeze"] = Field(

@@ -8,7 +8,9 @@ token that is not padding; `rm` runs save the mean and std of their scores in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from llmforge.config.schema import ModelConfig
 from llmforge.data.chat import render
 from llmforge.data.formats import Message
 from llmforge.errors import UserError
-from llmforge.registry import load_model
+from llmforge.registry import ModelSource, load_model
 
 STATS_FILE = "reward_stats.json"
 
@@ -27,18 +29,27 @@ STATS_FILE = "reward_stats.json"
 class RewardModel:
     model: Any
     tokenizer: Any
+    source: ModelSource | None = None
 
 
-def load_reward_model(name: str, device: str | None = None) -> RewardModel:
-    loaded = load_model(ModelConfig(name=name), AutoModelForSequenceClassification, num_labels=1)
+def load_reward_model(name: str, device: str | None = None, like: ModelConfig | None = None) -> RewardModel:
+    """A frozen reward model in eval mode; `like` lends it a run's model settings (dtype, trust)."""
+    settings = like.for_other(name) if like is not None else ModelConfig(name=name)
+    loaded = load_model(settings, AutoModelForSequenceClassification, num_labels=1)
     if loaded.model.config.num_labels != 1:
         raise UserError(f"'{name}' is a classifier with {loaded.model.config.num_labels} labels, not a reward "
                         "model (one score per sequence). Train one with stage: rm.")
     if loaded.model.config.pad_token_id is None:
         loaded.model.config.pad_token_id = loaded.tokenizer.pad_token_id
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    loaded.model.to(device).eval()
-    return RewardModel(loaded.model, loaded.tokenizer)
+    loaded.model.to(device).eval().requires_grad_(False)
+    return RewardModel(loaded.model, loaded.tokenizer, loaded.source)
+
+
+def saved_statistics(rm: RewardModel) -> dict[str, float]:
+    """The mean/std of its scores an rm run saved beside its weights ({} when there are none)."""
+    path = Path(rm.source.location) / STATS_FILE if rm.source is not None else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else {}
 
 
 def stats_of(scores: torch.Tensor) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmforge.rl.core import logprobs_of
+from llmforge.rl.core import entropy_from_logits, logprobs_of
 
 
 class PolicyAndValue(nn.Module):
@@ -78,11 +78,19 @@ def disable_dropout(*models: nn.Module | None) -> None:
                 module.attention_dropout = 0.0
 
 
+def at_responses(per_position: torch.Tensor, prompt_width: int) -> torch.Tensor:
+    """The positions that predict response tokens: from the prompt's last token to the one before the end."""
+    return per_position[:, prompt_width - 1:-1]
+
+
 def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, prompt_width: int, temperature: float,
                       ) -> torch.Tensor:
     """log p of each response token, from the logits one position before it, at the sampling temperature."""
-    width = responses.shape[1]
-    return logprobs_of(logits[:, prompt_width - 1:prompt_width - 1 + width] / temperature, responses)
+    return logprobs_of(at_responses(logits, prompt_width) / temperature, responses)
+
+
+def response_entropy(logits: torch.Tensor, prompt_width: int, temperature: float) -> torch.Tensor:
+    return entropy_from_logits(at_responses(logits, prompt_width).float() / temperature)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from llmforge.data.builtin.arithmetic import is_correct
+from llmforge.eval.reward import RewardModel, score_conversations
+from llmforge.rl.core import normalise_scores
 
 
 def completion_text(completion: Any) -> str:
@@ -48,7 +52,7 @@ class Scorer:
     """One score per completion: a weighted sum of a reward model (rescaled with its saved statistics)
     and verifiable functions. Returns the combined score and each source's raw mean for the logs."""
 
-    def __init__(self, reward_model: Any = None, stats: dict[str, float] | None = None,
+    def __init__(self, reward_model: RewardModel | None = None, stats: dict[str, float] | None = None,
                  functions: tuple[str, ...] = (), weights: list[float] | None = None) -> None:
         self.reward_model = reward_model
         self.stats = stats or {}
@@ -62,12 +66,7 @@ class Scorer:
         return self
 
     def __call__(self, prompts: list[list[dict]], completions: list[str], answers: list[str | None],
-                 ) -> tuple[Any, dict[str, float]]:
-        import torch
-
-        from llmforge.eval.reward import score_conversations
-        from llmforge.rl.core import normalise_scores
-
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
         parts, logged = [], {}
         if self.reward_model is not None:
             conversations = [p + [{"role": "assistant", "content": c}] for p, c in zip(prompts, completions,

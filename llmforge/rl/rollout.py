@@ -8,6 +8,7 @@ forward the update later repeats, so the first PPO ratio is exactly 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,6 @@ import torch
 from llmforge.rl.core import (
     KLController,
     apply_eos_penalty,
-    entropy_from_logits,
     gae,
     kl_per_token,
     left_pad,
@@ -26,7 +26,13 @@ from llmforge.rl.core import (
     response_mask,
     token_rewards,
 )
-from llmforge.rl.models import gathered_for_generation, reference_of, response_logprobs
+from llmforge.rl.models import (
+    at_responses,
+    gathered_for_generation,
+    reference_of,
+    response_entropy,
+    response_logprobs,
+)
 
 
 @dataclass
@@ -63,12 +69,6 @@ class RolloutSettings:
     reward_clip: float | None
 
 
-def forward_in_chunks(model: Any, ids: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
-                      chunk: int) -> list[Any]:
-    return [model(input_ids=ids[i:i + chunk], attention_mask=attention[i:i + chunk],
-                  position_ids=positions[i:i + chunk]) for i in range(0, ids.shape[0], chunk)]
-
-
 @torch.no_grad()
 def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, scorer: Any, kl: KLController,
                  prompts: list[dict[str, Any]], s: RolloutSettings) -> Rollout:
@@ -89,23 +89,25 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
     attention = torch.cat([prompt_mask, mask], dim=1)
     positions = position_ids(attention)
 
-    chunk = s.micro_batch_size
-    outputs = forward_in_chunks(model, input_ids, attention, positions, chunk)
-    logits = [o[0] for o in outputs]
-    logprobs = torch.cat([response_logprobs(lg, responses[i * chunk:(i + 1) * chunk], width, s.temperature)
-                          for i, lg in enumerate(logits)])
-    entropy = torch.cat([entropy_from_logits(lg[:, width - 1:-1].float() / s.temperature) for lg in logits])
-    values = torch.cat([o[1][:, width - 1:-1].float() for o in outputs])
-    del outputs, logits
+    def chunks() -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:  # forwards of micro-batch size
+        for start in range(0, len(prompts), s.micro_batch_size):
+            part = slice(start, start + s.micro_batch_size)
+            yield part, {"input_ids": input_ids[part], "attention_mask": attention[part],
+                         "position_ids": positions[part]}
+
+    logprobs, entropy, values = [], [], []
+    for part, inputs in chunks():  # one chunk's logits at a time: [B, L, vocab] for the whole rollout is large
+        logits, value = model(**inputs)
+        logprobs.append(response_logprobs(logits, responses[part], width, s.temperature))
+        entropy.append(response_entropy(logits, width, s.temperature))
+        values.append(at_responses(value, width).float())
+    logprobs, entropy, values = torch.cat(logprobs), torch.cat(entropy), torch.cat(values)
     with reference_of(accelerator, model, ref_model) as reference:
-        ref_logprobs = torch.cat([
-            response_logprobs(reference(input_ids=input_ids[i:i + chunk], attention_mask=attention[i:i + chunk],
-                                        position_ids=positions[i:i + chunk]),
-                              responses[i:i + chunk], width, s.temperature)
-            for i in range(0, len(prompts), chunk)])
+        ref_logprobs = torch.cat([response_logprobs(reference(**inputs), responses[part], width, s.temperature)
+                                  for part, inputs in chunks()])
     model.train()
 
-    texts = tokenizer.batch_decode(responses.masked_fill(mask == 0, s.pad_id), skip_special_tokens=True)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)  # past the stop token: padding
     scores, source_means = scorer([row["prompt"] for row in prompts], texts, [row.get("answer") for row in prompts])
     scores = apply_eos_penalty(scores.to(device), ended, s.missing_eos_penalty)
     if s.reward_clip:

@@ -25,8 +25,14 @@ from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback, 
 from transformers.trainer_utils import TrainOutput
 
 from llmforge.config.schema import PPOOptions
-from llmforge.rl.core import KLController, entropy_from_logits, masked_mean, policy_loss, value_loss
-from llmforge.rl.models import PolicyAndValue, disable_dropout, response_logprobs
+from llmforge.rl.core import KLController, masked_mean, policy_loss, value_loss
+from llmforge.rl.models import (
+    PolicyAndValue,
+    at_responses,
+    disable_dropout,
+    response_entropy,
+    response_logprobs,
+)
 from llmforge.rl.rollout import Rollout, RolloutSettings, make_rollout
 
 
@@ -190,13 +196,13 @@ class PPOTrainer:
                                             position_ids=r.position_ids[batch])
         width, mask = r.prompt_width, r.mask[batch]
         logprobs = response_logprobs(logits, r.responses[batch], width, o.temperature)
-        new_values = values[:, width - 1:-1].float()
+        new_values = at_responses(values, width).float()
         pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, o.cliprange)
         vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, o.cliprange_value)
         loss = pg_loss + o.vf_coef * vf_loss
         stats = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item()}
         if o.entropy_coef:
-            entropy = masked_mean(entropy_from_logits(logits[:, width - 1:-1].float() / o.temperature), mask)
+            entropy = masked_mean(response_entropy(logits, width, o.temperature), mask)
             loss = loss - o.entropy_coef * entropy
         stats.update({key: value.item() for key, value in {**pg_stats, **vf_stats}.items()})
         stats["loss"] = loss.item()

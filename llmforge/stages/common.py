@@ -7,13 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transformers import AutoModelForSequenceClassification
+
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import apply_adapter, lora_config
 from llmforge.engine.files import publish_dir
 from llmforge.errors import UserError
-from llmforge.registry import LoadedModel, ModelSource, count_parameters
+from llmforge.registry import LoadedModel, ModelSource, count_parameters, load_model
 from llmforge.registry.runs import read_run_info
+from llmforge.rl.rewards import NEEDS_COLUMN
 
 log = logging.getLogger("llmforge")
 
@@ -101,18 +104,11 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
 
 def load_side_model(cfg: RunConfig, name: str) -> LoadedModel:
     """A one-score model (reward or value) named like model.name, loaded with the run's dtype and trust settings."""
-    from transformers import AutoModelForSequenceClassification
-
-    from llmforge.registry import load_model
-
-    return load_model(cfg.model.model_copy(update={"name": name, "tokenizer": None, "config_overrides": {}}),
-                      AutoModelForSequenceClassification, num_labels=1)
+    return load_model(cfg.model.for_other(name), AutoModelForSequenceClassification, num_labels=1)
 
 
 def check_reward_columns(section: str, names: list[str], columns: dict[str, list]) -> None:
     """Verifiable rewards grade against a dataset column (e.g. `answer`): every prompt must have it."""
-    from llmforge.rl.rewards import NEEDS_COLUMN
-
     for name in names:
         needed = NEEDS_COLUMN.get(name)
         if needed and any(value is None for value in columns.get(needed, [None])):

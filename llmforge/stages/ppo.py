@@ -10,8 +10,6 @@ scores). The engine drives the returned PPOTrainer like any Trainer.
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 from typing import Any
 
 from llmforge.config.schema import RunConfig
@@ -20,9 +18,9 @@ from llmforge.data.preference_data import prepare_prompt_data
 from llmforge.distributed.strategy import accelerator_for
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
 from llmforge.errors import UserError
-from llmforge.eval.reward import STATS_FILE, RewardModel
+from llmforge.eval.reward import load_reward_model, saved_statistics
 from llmforge.inference import stop_token_ids
-from llmforge.registry import LoadedModel, load_model
+from llmforge.registry import load_model
 from llmforge.rl.rewards import Scorer
 from llmforge.rl.trainer import PPOTrainer
 from llmforge.stages.base import StageParts
@@ -45,13 +43,6 @@ def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role
                         "the policy's tokens. Start it from the policy's family (e.g. an rm run trained from "
                         "the SFT model), or set ppo.value_model to the policy's start, or to `policy` (a value head on "
                         "the policy).")
-
-
-def reward_statistics(rm: LoadedModel, normalise: bool) -> dict[str, float]:
-    if not normalise:
-        return {}
-    path = Path(rm.source.location) / STATS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def encoded_prompts(cfg: RunConfig, tokenizer: Any) -> tuple[Any, list[dict], dict[str, Any], int]:
@@ -85,12 +76,9 @@ class PPOStage:
         parents = [parent_of(loaded.source)]
         reward_model, stats = None, {}
         if o.reward_model:
-            rm = load_side_model(cfg, o.reward_model)
-            if rm.model.config.pad_token_id is None:
-                rm.model.config.pad_token_id = rm.tokenizer.pad_token_id
-            reward_model = RewardModel(rm.model.eval().requires_grad_(False), rm.tokenizer)
-            stats = reward_statistics(rm, o.normalize_reward)
-            parents.append({**parent_of(rm.source), "role": "reward_model"})
+            reward_model = load_reward_model(o.reward_model, "cpu", like=cfg.model)  # the trainer places it
+            stats = saved_statistics(reward_model) if o.normalize_reward else {}
+            parents.append({**parent_of(reward_model.source), "role": "reward_model"})
         value_name = o.value_model or o.reward_model or cfg.model.name
         value_model, value_trainable = None, 0
         if value_name != VALUE_HEAD_ON_POLICY:
@@ -103,6 +91,7 @@ class PPOStage:
         scorer = Scorer(reward_model, stats, tuple(o.reward_functions), o.reward_weights)
         # a value model that is the reward model predicts raw scores: put them on the rescaled rewards' scale
         value_scale = (stats["mean"], max(stats["std"], 1e-8)) if value_name == o.reward_model and stats else (0.0, 1.0)
+        layer_class = loaded.family.decoder_layer or None
         summary = {**model_summary(loaded, policy), "adapter": cfg.adapter.type,
                    "value_model": value_name, "value_trainable_parameters": value_trainable}
         return StageParts(
@@ -111,14 +100,15 @@ class PPOStage:
             train_dataset=prompts,
             trainer_class=PPOTrainer,
             # built after TrainingArguments, whose set-up resets accelerate's state
-            trainer_kwargs={"make_accelerator": lambda: accelerator_for(cfg, loaded.family.decoder_layer or None), "value_model": value_model, "ref_model": ref_model,
+            trainer_kwargs={"make_accelerator": lambda: accelerator_for(cfg, layer_class),
+                            "value_model": value_model, "ref_model": ref_model,
                             "scorer": scorer, "options": o, "stop_ids": stop_token_ids(loaded),
                             "value_scale": value_scale},
             parents=parents,
             data={"fingerprints": fingerprints, "train_prompts": len(prompts), "dropped_long_prompts": dropped,
                   "accuracy_prompts": len(accuracy), "reward_stats": stats},
             model_info=summary,
-            layer_class=loaded.family.decoder_layer or None,
+            layer_class=layer_class,
             final_eval=accuracy_eval(accuracy) if accuracy else None,
             language_model=False,
         )
