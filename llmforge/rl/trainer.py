@@ -167,7 +167,7 @@ class PPOTrainer:
         o, args = self.options, self.args
         micro, mini = args.per_device_train_batch_size, args.per_device_train_batch_size * args.gradient_accumulation_steps
         sums: dict[str, float] = defaultdict(float)
-        count = 0
+        counts: dict[str, int] = defaultdict(int)  # grad_norm exists on optimizer steps only, not every micro-batch
         for _ in range(o.ppo_epochs):
             order = torch.randperm(len(rollout))
             for start in range(0, len(rollout), mini):
@@ -187,8 +187,8 @@ class PPOTrainer:
                         self.optimizer.zero_grad()
                     for key, value in step_stats.items():
                         sums[key] += value
-                    count += 1
-        return {key: value / count for key, value in sums.items()}
+                        counts[key] += 1
+        return {key: value / counts[key] for key, value in sums.items()}
 
     def _loss(self, r: Rollout, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         o = self.options

@@ -159,3 +159,12 @@ def test_value_head_on_the_policy_shares_its_backbone_and_learns(tmp_path):
     run = json.loads((outcome.output_dir / "run.json").read_text())
     assert [p["role"] for p in run["parents"]] == ["model"]
     assert "value_head" not in str(load_file(outcome.output_dir / "final" / "model.safetensors").keys())
+
+
+def test_grad_norm_is_the_mean_over_optimizer_steps_not_diluted_by_accumulation(tmp_path):
+    one = run_stage(load_config(quick(tmp_path, output_dir=str(tmp_path / "one"), train={"max_steps": 1})))
+    # the same optimizer steps, each seen as 2 micro-batches instead of 1: same norms, same mean
+    acc = run_stage(load_config(quick(tmp_path, name="acc.yaml", output_dir=str(tmp_path / "acc"),
+                                      train={"max_steps": 1, "micro_batch_size": 8, "grad_accum_steps": 1})))
+    a, b = metric_lines(one.output_dir, "grad_norm")[0], metric_lines(acc.output_dir, "grad_norm")[0]
+    assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
