@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(launcher.describe_launch(cfg, args.config, args.overrides))
         return EXIT_OK
-    from llmforge.distributed.state import die_with_launcher
+    from llmforge.distributed.state import die_with_launcher, leave_process_group
     from llmforge.engine.runner import check_runnable, run_stage
 
     die_with_launcher()
@@ -37,7 +37,10 @@ def _train(args: argparse.Namespace) -> int:
         if check_runnable(cfg):
             return EXIT_OK
         return launcher.launch(cfg, args.config, args.overrides)
-    outcome = run_stage(cfg)
+    try:
+        outcome = run_stage(cfg)
+    finally:
+        leave_process_group()
     if outcome.is_main:
         shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k in SUMMARY_KEYS}
         print(f"{outcome.status}: {outcome.output_dir}  {shown}")

@@ -31,6 +31,18 @@ def backend() -> str:
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
+def leave_process_group() -> None:
+    """Destroy the default process group before the interpreter shuts down.
+
+    Left to interpreter finalisation, gloo's worker threads can be torn down while
+    still joinable and the C++ runtime aborts the process ("terminate called without
+    an active exception") after the run has finished and published its output, so a
+    finished job would report failure. Called once per worker at the end of `train`.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def die_with_launcher() -> None:
     """In a launched worker: ask Linux to SIGKILL us when the launcher dies.
 
