@@ -60,6 +60,7 @@ def _pipeline(args: argparse.Namespace) -> int:
     for row in run_pipeline(pipeline):
         shown = {k: round(v, 4) for k, v in row["final_metrics"].items() if k in SUMMARY_KEYS}
         print(f"{row['name']}: {row['status']}  {row['output_dir']}  {shown}")
+    print(f"report: {pipeline.output_dir / 'report.md'} (and report.html)")
     return EXIT_OK
 
 
@@ -70,6 +71,18 @@ def _lineage(args: argparse.Namespace) -> int:
 
     tree = read_lineage(args.run)
     print(json.dumps(tree, indent=2) if args.json else "\n".join(render(tree)))
+    return EXIT_OK
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from llmforge.report.plots import plot_run
+
+    run = Path(args.run)
+    written = plot_run(run, Path(args.out) if args.out else run / "plots")
+    if not written:
+        raise UserError(f"{run}/metrics.jsonl has no logged steps to plot yet.")
+    for path in written:
+        print(path)
     return EXIT_OK
 
 
@@ -211,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     lin = command("lineage", _lineage, "show what a run was made from: parent runs, fingerprints, data")
     lin.add_argument("run", help="a run's output_dir")
     lin.add_argument("--json", action="store_true", help="print the tree as JSON")
+    plot = command("plot", _plot, "draw a run's loss/reward/KL/accuracy curves as PNGs from its metrics.jsonl")
+    plot.add_argument("run", help="a run's output_dir")
+    plot.add_argument("--out", help="folder for the PNGs (default: RUN/plots)")
 
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")

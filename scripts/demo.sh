@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Set up, then run the tiny end-to-end demo on CPU (~4 minutes): pretrain a ~1M-parameter Llama-style
-# model on the built-in corpus, fine-tune it with LoRA on the built-in arithmetic task (held-out
-# exact-match accuracy is printed), and ask it a question. Outputs land in runs/.
+# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml, ~5 minutes):
+# pretrain a ~1M-parameter Llama-style model on the built-in corpus, fine-tune it on the built-in arithmetic
+# task, train a reward model, align the SFT model with PPO and with DPO, evaluate every stage, and write
+# runs/tiny-rlhf/report.md (and .html, with plots). Run it again: finished stages are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-llmforge train configs/pretrain/tiny.yaml
-llmforge train configs/sft/tiny-lora.yaml
-llmforge generate runs/sft-tiny-lora --prompt "What is 4 + 3?" --prompt "Compute 8 - 5." --max-new-tokens 8
+llmforge pipeline configs/pipelines/tiny-rlhf.yaml
+llmforge generate runs/tiny-rlhf/dpo --prompt "What is 14 + 3?" --prompt "Compute 18 - 5." --max-new-tokens 8
+echo "Report: runs/tiny-rlhf/report.md (runs/tiny-rlhf/report.html in a browser)"

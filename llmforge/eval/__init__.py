@@ -35,7 +35,7 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     if baseline or judge:
         if not (baseline and judge):
             raise UserError("a win-rate needs both --against (the baseline model) and --judge (a reward model).")
-        return compare(model_name, baseline, judge, _prompts(data))
+        return compare(model_name, baseline, judge, prompt_items(data))
     if data.format == "preference":
         return score_pairs(model_name, data, max_length, batch_size)
     loaded = load_for_inference(model_name)
@@ -49,9 +49,11 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 700)), "samples": len(encoded)}
 
 
-def _prompts(data: LoadedSource) -> list[dict[str, Any]]:
+def prompt_items(data: LoadedSource) -> list[dict[str, Any]]:
+    """Prompt or preference rows as {"messages": prompt, "answer": str | None}, for generation."""
     if data.format == "prompt":
-        return [{"messages": to_prompt(row, data.label, i), "answer": row.get("answer")}
+        return [{"messages": to_prompt(row, data.label, i),
+                 "answer": None if row.get("answer") is None else str(row["answer"])}
                 for i, row in enumerate(data.rows)]
     if data.format == "preference":
         return [{"messages": to_pair(row, data.label, i).prompt, "answer": None} for i, row in enumerate(data.rows)]

@@ -1,7 +1,8 @@
 """Win-rate of one model against another on held-out prompts, judged by a reward model.
 
-Both models answer each prompt greedily; the judge scores both answers in the same
-context. Where prompts carry a verifiable `answer`, both exact-match accuracies come too.
+Both models answer each prompt greedily; the judge (when there is one) scores both
+answers in the same context. Where prompts carry a verifiable `answer`, both exact-match
+accuracies come too.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ def _answers(model_name: str, prompts: list[list[dict]], max_new_tokens: int) ->
     return answers
 
 
-def compare(model_name: str, baseline_name: str, judge_name: str, items: list[dict[str, Any]],
+def compare(model_name: str, baseline_name: str, judge_name: str | None, items: list[dict[str, Any]],
             max_new_tokens: int = 64) -> dict[str, Any]:
     """items: {"messages": prompt, "answer": str | None}. Returns win_rate (ties half) and rewards."""
     prompts = [item["messages"] for item in items]
     ours, theirs = _answers(model_name, prompts, max_new_tokens), _answers(baseline_name, prompts, max_new_tokens)
-    result: dict[str, Any] = win_rate(load_reward_model(judge_name), prompts, ours, theirs)
+    result: dict[str, Any] = (win_rate(load_reward_model(judge_name), prompts, ours, theirs) if judge_name
+                              else {"prompts": len(prompts)})
     graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True)
               if item.get("answer") is not None]
     if graded:
         result["accuracy"] = sum(is_correct(a, truth) for truth, a, _ in graded) / len(graded)
         result["baseline_accuracy"] = sum(is_correct(b, truth) for truth, _, b in graded) / len(graded)
-    result["samples"] = [{"prompt": p[-1]["content"], "answer": a, "baseline": b}
-                         for p, a, b in list(zip(prompts, ours, theirs, strict=True))[:5]]
+    result["samples"] = [{"prompt": item["messages"][-1]["content"], "answer": a, "baseline": b,
+                          "expected": item.get("answer")}
+                         for item, a, b in list(zip(items, ours, theirs, strict=True))[:5]]
     return result

@@ -5,7 +5,8 @@ still has the fingerprint it had then. A stale stage's old output is set aside (
 generation kept, as OUTPUT.superseded) and the stage runs again; the stages after it
 then see a new parent fingerprint and run again too. Each stage's resolved recipe is
 written to output_dir/recipes/NAME.yaml, which is also what a multi-process stage is
-launched with.
+launched with. After each stage the pipeline evaluates it (pipeline/evaluation.py) and
+rewrites output_dir/report.md and report.html, so the report always covers what is done.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import yaml
 from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
 from llmforge.engine.run_record import config_differences, identity
 from llmforge.errors import UserError
+from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.spec import Pipeline, PipelineStage
 from llmforge.registry.runs import read_run_info
+from llmforge.report.document import write_report
 
 log = logging.getLogger("llmforge")
 STATE_FILE = "pipeline.json"
@@ -64,10 +67,29 @@ def _run_one(stage: PipelineStage, recipe: Path) -> None:
         run_stage(stage.config)
 
 
+def parent_of(stage: PipelineStage, earlier: list[PipelineStage]) -> PipelineStage | None:
+    """The earlier stage whose output this stage's model starts from."""
+    return next((s for s in reversed(earlier) if s.config.output_dir == stage.config.model.name), None)
+
+
+def judge_for(stage: PipelineStage, earlier: list[PipelineStage], named: str | None) -> Path | None:
+    """The reward model that judges a stage: the pipeline's `evaluation.judge` once it has run, else the one
+    the stage trained against, else the latest rm stage before it."""
+    chosen = next((s for s in earlier if s.name == named), None)
+    if chosen:
+        return Path(chosen.config.output_dir)
+    own = getattr(getattr(stage.config, stage.config.stage, None), "reward_model", None)
+    if own:
+        return Path(own)
+    latest = next((s for s in reversed(earlier) if s.config.stage == "rm"), None)
+    return Path(latest.config.output_dir) if latest else None
+
+
 def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
     root = pipeline.output_dir
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     summary: list[dict[str, Any]] = []
+    evaluations: dict[str, dict[str, Any]] = {}
     for stage in pipeline.stages:
         output = Path(stage.config.output_dir)
         recipe = root / "recipes" / f"{stage.name}.yaml"
@@ -89,5 +111,10 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
         summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output),
                         "status": status, "seconds": seconds, "needs": stage.needs,
                         "final_metrics": info.get("final_metrics", {})})
+        earlier = pipeline.stages[:len(summary) - 1]
+        evaluations[stage.name] = evaluate_cached(
+            stage, parent_of(stage, earlier), judge_for(stage, earlier, pipeline.evaluation.judge),
+            pipeline.evaluation, root / "evals")
         atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary})
+        write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations)
     return summary

@@ -2,6 +2,9 @@
 
     output_dir: runs/tiny-rlhf          # stage outputs: output_dir/<stage name> unless the stage sets one
     defaults: {seed: 42}                # merged under every stage
+    evaluation:                         # optional: how each stage is evaluated for the report
+      prompts: [{name: arithmetic-prompts, split: test}]   # default: each stage's own held-out prompts
+      judge: rm                         # default: the latest rm stage before the one judged
     stages:
       sft: {extends: ../sft/tiny-full.yaml}
       rm:  {extends: ../rm/tiny.yaml, model: {name: "${sft.output}"}}
@@ -13,16 +16,27 @@ validated before anything runs, so a typo in the last stage fails in the first s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError
+
 from llmforge.config.loader import RawConfig, apply_override, merge_layer, read_yaml, validate
-from llmforge.config.schema import RunConfig
+from llmforge.config.schema import DataSource, RunConfig, Section
 from llmforge.errors import UserError, did_you_mean
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
-TOP_KEYS = ("output_dir", "defaults", "stages")
+TOP_KEYS = ("output_dir", "defaults", "evaluation", "stages")
+
+
+class PipelineEvaluation(Section):
+    """The report's measurements: the same held-out prompts and judge for every stage, when set."""
+
+    prompts: list[DataSource] = Field(default_factory=list)
+    judge: str | None = None
+    max_prompts: int = Field(200, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
 
 
 @dataclass
@@ -37,6 +51,7 @@ class Pipeline:
     path: Path
     output_dir: Path
     stages: list[PipelineStage]
+    evaluation: PipelineEvaluation = field(default_factory=PipelineEvaluation)
 
 
 def _references(value: Any) -> list[str]:
@@ -127,4 +142,18 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     folders = [stage.config.output_dir for stage in built]
     if len(set(folders)) != len(folders):
         raise UserError(f"{path}: two stages write the same output_dir; give each its own.")
-    return Pipeline(path, root, built)
+    return Pipeline(path, root, built, _evaluation(path, data.get("evaluation"), built))
+
+
+def _evaluation(path: Path, body: Any, stages: list[PipelineStage]) -> PipelineEvaluation:
+    try:
+        evaluation = PipelineEvaluation.model_validate(body or {})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise UserError(f"{path}: evaluation.{where}: {error['msg']}") from None
+    reward_stages = [s.name for s in stages if s.config.stage == "rm"]
+    if evaluation.judge is not None and evaluation.judge not in reward_stages:
+        raise UserError(f"{path}: evaluation.judge '{evaluation.judge}' must name a reward-model (rm) stage of this "
+                        f"pipeline ({', '.join(reward_stages) or 'it has none'}).{did_you_mean(evaluation.judge, reward_stages)}")
+    return evaluation

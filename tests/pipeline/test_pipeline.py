@@ -64,10 +64,17 @@ def test_rerun_skips_current_stages_and_redoes_a_changed_one_and_those_after_it(
     sft_run = json.loads((root / "sft" / "run.json").read_text())
     assert sft_run["parents"][0]["run_dir"] == str((root / "pretrain").resolve())
     assert (root / "recipes" / "sft.yaml").is_file()
+    report = (root / "report.md").read_text()
+    assert report.count("| pretrain | pretrain | completed |") == 1 and "| sft | sft | completed |" in report
+    assert "eval_perplexity" in report  # pretrain's headline figure
+    assert (root / "plots" / "pretrain-loss.png").stat().st_size > 5000
+    assert "<img src='plots/sft-loss.png'" in (root / "report.html").read_text()
+    assert json.loads((root / "evals" / "pretrain.json").read_text())["samples"]  # continuations of held-out text
 
     result = run_cli("pipeline", str(pipeline))
     assert result.returncode == 0 and stamps(root) == first
     assert [s["status"] for s in json.loads((root / "pipeline.json").read_text())["stages"]] == ["skipped"] * 2
+    assert "| sft | sft | skipped |" in (root / "report.md").read_text()
 
     result = run_cli("pipeline", str(pipeline), "pretrain.train.lr=1e-3")  # a new pretrain -> a new sft
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,3 +111,24 @@ def test_sigkill_in_a_stage_then_rerun_resumes_it_and_matches_an_uninterrupted_p
     assert "[sft, completed" in lines[0] and "data.train" in lines[1]
     assert any(str((killed / "out" / "pretrain").resolve()) in line and "[pretrain" in line for line in lines)
     assert any("tiny-llama (preset)" in line for line in lines)
+
+
+def test_the_evaluation_section_is_validated_up_front(tmp_path):
+    import pytest
+
+    from llmforge.errors import UserError
+    from llmforge.pipeline.spec import load_pipeline
+
+    def pipeline_with(evaluation: dict) -> Path:
+        path = write_pipeline(tmp_path)
+        body = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**body, "evaluation": evaluation}, sort_keys=False))
+        return path
+
+    with pytest.raises(UserError, match="evaluation.judge 'sft' must name a reward-model"):
+        load_pipeline(pipeline_with({"judge": "sft"}))
+    with pytest.raises(UserError, match="evaluation.max_prompt"):
+        load_pipeline(pipeline_with({"max_prompt": 10}))
+    loaded = load_pipeline(pipeline_with({"prompts": [{"name": "arithmetic-prompts", "split": "test"}],
+                                          "max_new_tokens": 8}))
+    assert loaded.evaluation.prompts[0].name == "arithmetic-prompts" and loaded.evaluation.max_new_tokens == 8

@@ -1,0 +1,145 @@
+"""What a pipeline measures after each stage, by kind, for its report.
+
+Every stage brings its own held-out figures (run.json's final metrics: perplexity for
+pretrain, loss and exact match for sft, pair accuracy for rm...). An aligned stage
+(dpo, ppo, grpo) is also set against the stage it started from, on the same held-out
+prompts: both models' exact match, the win-rate judged by the pipeline's reward model,
+and how far it moved (sampled KL). A few generations show what the numbers mean.
+Results are kept in output_dir/evals/NAME.json with the fingerprints they were made
+from, so a rerun that skips a stage reuses its evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from llmforge.data.sources import load_source
+from llmforge.engine.files import atomic_write_json
+from llmforge.eval import prompt_items
+from llmforge.eval.compare import compare
+from llmforge.eval.divergence import sampled_kl
+from llmforge.inference import exact_match, generate, load_for_inference
+from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
+from llmforge.registry.runs import read_run_info
+
+log = logging.getLogger("llmforge")
+
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "pretrain": ("eval_loss", "eval_perplexity"),
+    "sft": ("eval_loss", "eval_accuracy"),
+    "rm": ("eval_accuracy", "eval_margin"),
+    "dpo": ("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
+    "ppo": ("eval_accuracy", "reward", "kl"),
+    "grpo": ("eval_accuracy", "reward", "kl"),
+}
+ALIGNED = ("dpo", "ppo", "grpo")
+KL_PROMPTS = 64
+SAMPLES = 4
+PRETRAIN_PREFIX_CHARS = 24
+VERSION = 2  # bump when what evaluate() measures changes, so kept evaluations are redone
+TAIL_SHARE = 0.1  # online stages: reward and KL are the mean of the last 10% of logged steps
+
+
+def _logged_tail(run: Path, key: str) -> float | None:
+    from llmforge.report.plots import read_metrics, series
+
+    _, values = series(read_metrics(run), key)
+    if not values:
+        return None
+    tail = values[-max(1, int(len(values) * TAIL_SHARE)):]
+    return sum(tail) / len(tail)
+
+
+def headline(kind: str, run: Path) -> dict[str, float]:
+    """The figures the report's table shows for a stage of this kind."""
+    final = read_run_info(run).get("final_metrics", {})
+    shown = {}
+    for key in HEADLINE.get(kind, ()):
+        value = final.get(key)
+        if value is None and kind in ("ppo", "grpo") and key in ("reward", "kl"):
+            value = _logged_tail(run, key)
+        if isinstance(value, (int, float)):
+            shown[key] = float(value)
+    return shown
+
+
+def held_out_prompts(stage: PipelineStage, options: PipelineEvaluation) -> list[dict[str, Any]]:
+    """The pipeline's evaluation prompts, else the stage's own: its first prompt source (answers can be
+    graded), else its first preference source."""
+    if options.prompts:
+        return [item for source in options.prompts for item in prompt_items(load_source(source))][
+            :options.max_prompts]
+    for wanted in ("prompt", "preference"):
+        for source in stage.config.data.eval:
+            data = load_source(source)
+            if data.format == wanted:
+                return prompt_items(data)[:options.max_prompts]
+    return []
+
+
+def _pretrain_samples(stage: PipelineStage, run: Path) -> list[dict[str, str]]:
+    texts = []
+    for source in stage.config.data.eval:
+        data = load_source(source)
+        if data.format == "text":
+            texts = [row["text"][:PRETRAIN_PREFIX_CHARS] for row in list(data.rows)[:SAMPLES]]
+            break
+    if not texts:
+        return []
+    loaded = load_for_inference(str(run))
+    continuations = generate(loaded, texts, chat=False, max_new_tokens=24)
+    return [{"prompt": t, "answer": c} for t, c in zip(texts, continuations, strict=True)]
+
+
+def evaluate(stage: PipelineStage, parent: PipelineStage | None, judge: Path | None,
+             options: PipelineEvaluation) -> dict[str, Any]:
+    kind, run = stage.config.stage, Path(stage.config.output_dir)
+    result: dict[str, Any] = {"kind": kind, "headline": headline(kind, run), "samples": []}
+    if kind == "pretrain":
+        result["samples"] = _pretrain_samples(stage, run)
+        return result
+    if kind == "rm":
+        return result
+    prompts = held_out_prompts(stage, options)
+    if not prompts:
+        return result
+    if kind in ALIGNED and parent is not None:
+        versus = compare(str(run), parent.config.output_dir, str(judge) if judge else None, prompts,
+                         options.max_new_tokens)
+        versus["kl"] = sampled_kl(str(run), parent.config.output_dir,
+                                  [p["messages"] for p in prompts[:KL_PROMPTS]])
+        result["samples"] = versus.pop("samples")[:SAMPLES]
+        result["against"] = {"stage": parent.name, "judge": str(judge) if judge else None, **versus}
+    else:
+        graded = [p for p in prompts if p.get("answer") is not None]
+        if graded:
+            found = exact_match(load_for_inference(str(run)), graded, options.max_new_tokens)
+            result["samples"] = [{"prompt": s["prompt"], "answer": s["completion"], "expected": s["answer"]}
+                                 for s in found["samples"][:SAMPLES]]
+    return result
+
+
+def evaluate_cached(stage: PipelineStage, parent: PipelineStage | None, judge: Path | None,
+                    options: PipelineEvaluation, folder: Path) -> dict[str, Any]:
+    """evaluate(), reused while the stage, its parent and the judge are the runs it was made from."""
+    def fingerprint(path: str | Path | None) -> str | None:
+        return read_run_info(Path(path)).get("final_fingerprint") if path else None
+
+    key = {"version": VERSION, "eval_data": stage.config.model_dump(mode="json")["data"]["eval"],
+           "options": options.model_dump(mode="json"),
+           "run": fingerprint(stage.config.output_dir),
+           "parent": fingerprint(parent.config.output_dir) if parent else None,
+           "judge": fingerprint(judge)}
+    path = folder / f"{stage.name}.json"
+    if path.is_file():
+        import json
+
+        saved = json.loads(path.read_text())
+        if saved.get("made_from") == key:
+            return saved
+    log.info("Evaluating stage '%s'.", stage.name)
+    result = {**evaluate(stage, parent, judge, options), "made_from": key}
+    atomic_write_json(path, result)
+    return result

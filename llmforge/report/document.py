@@ -1,0 +1,146 @@
+"""The pipeline report: one list of blocks rendered twice, as report.md and report.html.
+
+Built from what the pipeline already keeps (pipeline.json's stage rows, each stage's
+evaluation, each run's metrics.jsonl), so it can be rewritten after every stage and
+always describes the runs on disk. Plots are PNGs beside it, referred to by relative path.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from llmforge.engine.files import atomic_write_text
+from llmforge.report.plots import plot_run
+
+Block = tuple  # ("h1"|"h2"|"p", text) | ("table", header, rows) | ("img", path, alt)
+PLOTS = "plots"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _versus(evaluation: dict[str, Any]) -> str:
+    against = evaluation.get("against")
+    if not against:
+        return "-"
+    parts = []
+    if against.get("accuracy") is not None:
+        parts.append(f"accuracy {_number(against['accuracy'])} vs {_number(against.get('baseline_accuracy'))}")
+    if against.get("win_rate") is not None:
+        parts.append(f"win-rate {_number(against['win_rate'])}")
+    if against.get("kl") is not None:
+        parts.append(f"KL {_number(against['kl'])}")
+    return f"vs {against['stage']}: " + ", ".join(parts)
+
+
+def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict], plots: dict[str, list[Path]],
+           root: Path) -> list[Block]:
+    out: list[Block] = [("h1", title)]
+    rows = []
+    for row in stages:
+        final = row.get("final_metrics", {})
+        evaluation = evaluations.get(row["name"], {})
+        shown = ", ".join(f"{k} {_number(v)}" for k, v in evaluation.get("headline", {}).items())
+        rows.append([row["name"], row["stage"], row["status"], _duration(final.get("train_wall_seconds")),
+                     _number(final.get("num_input_tokens_seen")), shown or "-", _versus(evaluation)])
+    out.append(("table", ["stage", "kind", "this run", "training time", "tokens", "final metrics",
+                          "against its start"], rows))
+    out.append(("p", "Training time is the stage's own wall time (a skipped stage shows the run it kept). "
+                     "Accuracy is greedy exact match on the stage's held-out prompts; win-rate is judged by the "
+                     "pipeline's reward model (ties count half); KL is nats per completion, sampled."))
+    for row in stages:
+        name, evaluation = row["name"], evaluations.get(row["name"], {})
+        out.append(("h2", f"{name} ({row['stage']}) -> {row['output_dir']}"))
+        if row.get("needs"):
+            out.append(("p", "Starts from: " + ", ".join(row["needs"])))
+        against = evaluation.get("against")
+        if against:
+            out.append(("table", ["", name, against["stage"]], [
+                ["exact match", _number(against.get("accuracy")), _number(against.get("baseline_accuracy"))],
+                ["mean reward (judge)", _number(against.get("reward")), _number(against.get("baseline_reward"))],
+                ["win-rate (judge)", _number(against.get("win_rate")), "-"],
+                ["KL to start", _number(against.get("kl")), "-"]]))
+        samples = evaluation.get("samples", [])
+        if samples:
+            header = ["prompt", name] + (["expected"] if any("expected" in s for s in samples) else [])
+            header += [against["stage"]] if against else []
+            out.append(("table", header, [
+                [s["prompt"], s["answer"]] + ([_number(s.get("expected"))] if "expected" in header else [])
+                + ([s.get("baseline", "")] if against else []) for s in samples]))
+        for path in plots.get(name, []):
+            out.append(("img", str(path.relative_to(root)), f"{name} {path.stem}"))
+    return out
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: list[Block]) -> str:
+    lines: list[str] = []
+    for block in doc:
+        kind = block[0]
+        if kind == "h1":
+            lines += [f"# {block[1]}", ""]
+        elif kind == "h2":
+            lines += [f"## {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+            lines.append("|" + "---|" * len(header))
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(lines)
+
+
+def to_html(doc: list[Block]) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>" + e(doc[0][1]) + "</title>",
+             "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}img{max-width:48%}"
+             "</style></head><body>"]
+    for block in doc:
+        kind = block[0]
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{e(block[1])}</{kind}>")
+        elif kind == "table":
+            head = "".join(f"<th>{e(str(h))}</th>" for h in block[1])
+            body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif kind == "img":
+            parts.append(f"<img src='{e(block[1])}' alt='{e(block[2])}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(root: Path, title: str, stages: list[dict[str, Any]],
+                 evaluations: dict[str, dict]) -> tuple[Path, Path]:
+    """Plot every stage that has logs and write root/report.md and root/report.html."""
+    plots = {}
+    for row in stages:
+        run = Path(row["output_dir"])
+        if (run / "metrics.jsonl").is_file():
+            plots[row["name"]] = plot_run(run, root / PLOTS, prefix=f"{row['name']}-")
+    doc = blocks(title, stages, evaluations, plots, root)
+    md, page = root / "report.md", root / "report.html"
+    atomic_write_text(md, to_markdown(doc))
+    atomic_write_text(page, to_html(doc))
+    return md, page

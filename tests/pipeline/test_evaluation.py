@@ -1,0 +1,48 @@
+"""A pipeline's evaluation of an aligned stage: both models on the same held-out prompts, KL to the start."""
+
+from __future__ import annotations
+
+from llmforge.config import load_config
+from llmforge.data.formats import graded_prompts
+from llmforge.data.sources import load_source
+from llmforge.eval.divergence import sampled_kl
+from llmforge.inference import exact_match, load_for_inference
+from llmforge.pipeline.evaluation import evaluate_cached
+from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
+from tests.helpers import DIGITS, write_recipe
+
+HELD_OUT = {"name": "arithmetic-prompts", "split": "test", "options": {**DIGITS, "num_samples": 40}}
+
+
+def stage(folder, name, kind, output_dir, start):
+    """A stage whose output is an existing run (the session's SFT models stand in for trained stages)."""
+    recipe = write_recipe(folder, name=f"{name}.yaml", base={
+        "stage": kind, "model": {"name": str(start)}, "output_dir": str(output_dir),
+        "data": {"train": [{"name": "arithmetic-pref", "options": DIGITS}], "eval": [HELD_OUT]}})
+    return PipelineStage(name=name, config=load_config(recipe), needs=[])
+
+
+def test_an_aligned_stage_is_compared_with_its_start_on_the_same_prompts(sft_full, sft_short, tmp_path):
+    start = stage(tmp_path, "sft", "sft", sft_short, sft_short)
+    aligned = stage(tmp_path, "dpo", "dpo", sft_full, sft_short)
+    result = evaluate_cached(aligned, start, None, PipelineEvaluation(), tmp_path / "evals")
+    items = graded_prompts(load_source(aligned.config.data.eval[0]).rows, "held-out")
+    against = result["against"]
+    assert against["stage"] == "sft" and against["prompts"] == 40 and "win_rate" not in against
+    assert against["accuracy"] == exact_match(load_for_inference(str(sft_full)), items)["accuracy"]
+    assert against["baseline_accuracy"] == exact_match(load_for_inference(str(sft_short)), items)["accuracy"]
+    assert against["accuracy"] > against["baseline_accuracy"]  # the fully trained SFT model is the better one
+    assert against["kl"] > 0.1
+    assert result["samples"][0]["expected"] == items[0]["answer"]
+
+    saved = tmp_path / "evals" / "dpo.json"
+    kept = saved.stat().st_mtime_ns
+    assert evaluate_cached(aligned, start, None, PipelineEvaluation(), tmp_path / "evals") == result
+    assert saved.stat().st_mtime_ns == kept  # reused, not measured again
+
+
+def test_sampled_kl_of_a_model_to_itself_is_zero_and_repeatable(sft_full, sft_short):
+    prompts = [[{"role": "user", "content": f"What is {a} + 2?"}] for a in range(8)]
+    assert sampled_kl(str(sft_full), str(sft_full), prompts) == 0.0
+    first = sampled_kl(str(sft_short), str(sft_full), prompts)
+    assert first > 0 and sampled_kl(str(sft_short), str(sft_full), prompts) == first
