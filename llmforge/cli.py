@@ -86,6 +86,26 @@ def _plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+
+    from llmforge.bench.runner import GROUPS, run_benchmarks
+    from llmforge.bench.tables import render
+
+    groups = tuple(args.only.split(",")) if args.only else GROUPS
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise UserError(f"--only {unknown[0]}: not a benchmark group (groups: {', '.join(GROUPS)}).")
+    with tempfile.TemporaryDirectory(prefix="llmforge-bench-") as scratch:
+        result = run_benchmarks(Path(scratch), quick=args.quick, groups=groups, steps=args.steps)
+    text = render(result)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({**result, "tables": text}, indent=2))
+    return EXIT_OK
+
+
 def _slurm(args: argparse.Namespace) -> int:
     from llmforge.config import load_config
     from llmforge.distributed.slurm import sbatch_script
@@ -261,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpus-per-node", type=int, default=8, help="GPUs (processes) per node (default 8)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--time", help="time limit, e.g. 48:00:00")
+    bench = command("bench", _bench, "measure speed and memory of every stage, side by side with plain TRL, "
+                    "a plain PyTorch loop and this device's matmul ceiling")
+    bench.add_argument("--quick", action="store_true", help="the small CPU workload (under 5 minutes on a CPU)")
+    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,online (default: all)")
+    bench.add_argument("--steps", type=int, help="steps per workload (default: by mode; half are warm-up)")
+    bench.add_argument("--json", help="also write every figure to this JSON file")
     models = command("models", _models, "list model presets and local runs")
     models.add_argument("--runs", default="runs", help="folder to search for runs (default: runs)")
     command("datasets", _datasets, "list built-in datasets and data formats")

@@ -108,6 +108,8 @@ class TrainConfig(Section):
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = Field(
         "adamw_torch", description="optimizer (adamw_8bit needs bitsandbytes and a GPU)")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
+    compile: bool = Field(False, description="torch.compile the model (Trainer-based stages; first steps compile)")
+    liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU; needs `pip install liger-kernel`)")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainConfig:
@@ -217,6 +219,10 @@ class PPOOptions(RewardSources):
         32, ge=1, description="prompts sampled per step per process; the rollout is split into mini-batches of "
         "train.micro_batch_size x train.grad_accum_steps sequences, one optimizer step each")
     ppo_epochs: int = Field(2, ge=1, description="passes over each rollout (mini-batches reshuffled each pass)")
+    samples_per_prompt: int = Field(1, ge=1, description="completions sampled per prompt in a rollout")
+    advantage_estimator: Literal["gae", "rloo"] = Field(
+        "gae", description="gae = learnt value model + GAE; rloo = no value model, each completion's baseline is "
+        "the mean score of its prompt's other samples (needs samples_per_prompt >= 2)")
     value_model: str | None = Field(
         None, description="where the value model starts (any model.name; a new one-score head if it has none), "
         "or `policy`: a value head on the policy itself (shared backbone); default: the reward model, else the "
@@ -266,9 +272,16 @@ class RunConfig(Section):
                 raise ValueError(f"adapter.type=freeze is not offered for {self.stage}; use none (full) or lora")
         if self.stage == "ppo":
             mini_batch = self.train.micro_batch_size * self.train.grad_accum_steps
-            if self.ppo.rollout_batch_size % mini_batch:
-                raise ValueError(f"ppo.rollout_batch_size={self.ppo.rollout_batch_size} must be a multiple of the "
-                                 f"mini-batch, train.micro_batch_size x train.grad_accum_steps = {mini_batch}")
+            completions = self.ppo.rollout_batch_size * self.ppo.samples_per_prompt
+            if completions % mini_batch:
+                raise ValueError(f"ppo.rollout_batch_size x ppo.samples_per_prompt = {completions} completions must "
+                                 f"be a multiple of the mini-batch, train.micro_batch_size x train.grad_accum_steps "
+                                 f"= {mini_batch}")
+            if self.ppo.advantage_estimator == "rloo" and self.ppo.samples_per_prompt < 2:
+                raise ValueError("ppo.advantage_estimator=rloo compares each completion with the other samples of "
+                                 "its prompt: set ppo.samples_per_prompt to 2 or more")
+            if self.ppo.advantage_estimator == "rloo" and self.ppo.value_model:
+                raise ValueError("ppo.advantage_estimator=rloo uses no value model: remove ppo.value_model")
         return self
 
 

@@ -41,6 +41,12 @@ def training_arguments(
     cfg: RunConfig, checkpoint_dir: Path, has_eval: bool, args_class: type = TrainingArguments, **extra: Any
 ) -> TrainingArguments:
     t = cfg.train
+    if t.liger_kernel:
+        import importlib.util
+
+        if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
+            raise UserError("train.liger_kernel needs a CUDA GPU and the liger-kernel package "
+                            "(pip install liger-kernel); set it to false here.")
     evaluate_during = has_eval and cfg.eval.every_steps is not None
     kwargs: dict[str, Any] = dict(
         output_dir=str(checkpoint_dir),
@@ -59,6 +65,8 @@ def training_arguments(
         weight_decay=t.weight_decay,
         optim=t.optimizer,
         activation_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.compile,
+        use_liger_kernel=t.liger_kernel,
         logging_steps=cfg.logging.every_steps,
         logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
         report_to="none",  # tensorboard is attached by the engine, pointed at output_dir/tensorboard

@@ -87,6 +87,21 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, kl_coef: float, mask: 
     return rewards
 
 
+def leave_one_out_baseline(scores: torch.Tensor, group: int) -> torch.Tensor:
+    """RLOO: each completion's baseline is the mean score of the other completions of the same prompt.
+
+    `scores` holds `group` consecutive completions per prompt. Unlike a learnt value, this baseline knows
+    each prompt's difficulty from the first step, which is what a sparse 0/1 reward needs.
+    """
+    grouped = scores.view(-1, group)
+    return ((grouped.sum(dim=1, keepdim=True) - grouped) / (group - 1)).reshape(-1)
+
+
+def reward_to_go(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """REINFORCE returns: the undiscounted sum of the rewards from each token to the end of its response."""
+    return (rewards * mask).flip(1).cumsum(dim=1).flip(1) * mask
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float,
         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over right-padded responses. Returns (advantages, returns).

@@ -19,11 +19,13 @@ from llmforge.rl.core import (
     apply_eos_penalty,
     gae,
     kl_per_token,
+    leave_one_out_baseline,
     left_pad,
     masked_mean,
     masked_whiten,
     position_ids,
     response_mask,
+    reward_to_go,
     token_rewards,
 )
 from llmforge.rl.models import (
@@ -67,12 +69,15 @@ class RolloutSettings:
     whiten_advantages: bool
     missing_eos_penalty: float | None
     reward_clip: float | None
+    advantage_estimator: str = "gae"
+    samples_per_prompt: int = 1
 
 
 @torch.no_grad()
 def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, scorer: Any, kl: KLController,
                  prompts: list[dict[str, Any]], s: RolloutSettings) -> Rollout:
-    """Sample one completion per prompt row ({prompt_ids, prompt, answer}) and compute everything PPO needs."""
+    """Sample one completion per prompt row ({prompt_ids, prompt, answer}; rows of one prompt come together
+    when it is sampled several times) and compute everything PPO needs."""
     device = accelerator.device
     prompt_ids, prompt_mask = left_pad([row["prompt_ids"] for row in prompts], s.pad_id)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
@@ -115,14 +120,19 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
 
     mask_f = mask.float()
     kl_tokens = kl_per_token(logprobs, ref_logprobs, s.kl_estimator) * mask_f
-    rewards = token_rewards(scores, kl_tokens, kl.value, mask_f)
-    advantages, returns = gae(rewards, values, mask_f, s.gamma, s.lam)
+    if s.advantage_estimator == "rloo":  # no value model: the other samples of the prompt are the baseline
+        rewards = token_rewards(scores - leave_one_out_baseline(scores, s.samples_per_prompt), kl_tokens, kl.value,
+                                mask_f)
+        advantages = returns = reward_to_go(rewards, mask_f)
+    else:
+        rewards = token_rewards(scores, kl_tokens, kl.value, mask_f)
+        advantages, returns = gae(rewards, values, mask_f, s.gamma, s.lam)
     if s.whiten_advantages:
         advantages = masked_whiten(advantages, mask_f)
     stats = {
         "reward": scores.mean().item(),
         "kl": kl_tokens.sum(dim=1).mean().item(),
-        "non_score_reward": (rewards.sum(dim=1) - scores).mean().item(),
+        "non_score_reward": -(kl.value * kl_tokens).sum(dim=1).mean().item(),
         "entropy": masked_mean(entropy, mask_f).item(),
         "response_length": mask_f.sum(dim=1).mean().item(),
         "ended_fraction": ended.float().mean().item(),

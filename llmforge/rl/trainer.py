@@ -87,7 +87,8 @@ class PPOTrainer:
         self.max_steps = args.max_steps if args.max_steps > 0 else math.ceil(
             args.num_train_epochs * len(train_dataset) / (options.rollout_batch_size * world))
         mini_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
-        self.updates_per_step = options.ppo_epochs * options.rollout_batch_size // mini_batch
+        self.updates_per_step = (options.ppo_epochs * options.rollout_batch_size * options.samples_per_prompt
+                                 // mini_batch)
         combined = PolicyAndValue(model, value_model, value_scale)
         optimizer = self._optimizer(combined)
         total = self.max_steps * self.updates_per_step
@@ -103,7 +104,8 @@ class PPOTrainer:
             stop_ids=stop_ids, pad_id=processing_class.pad_token_id, micro_batch_size=args.per_device_train_batch_size,
             kl_estimator=options.kl_estimator, gamma=options.gamma, lam=options.lam,
             whiten_advantages=options.whiten_advantages, missing_eos_penalty=options.missing_eos_penalty,
-            reward_clip=options.reward_clip)
+            reward_clip=options.reward_clip, advantage_estimator=options.advantage_estimator,
+            samples_per_prompt=options.samples_per_prompt)
         self.state = TrainerState(max_steps=self.max_steps, logging_steps=args.logging_steps, save_steps=args.save_steps)
         self.state.is_world_process_zero = accelerator.is_main_process
         self.state.is_local_process_zero = accelerator.is_local_main_process
@@ -152,7 +154,8 @@ class PPOTrainer:
                                 self.accelerator.process_index, self.accelerator.num_processes, self.args.seed)
         started = time.time()
         rollout = make_rollout(self.accelerator, self.model_wrapped, self.ref_model, self.tokenizer, self.scorer,
-                               self.kl, [self.prompts[i] for i in rows], self.settings)
+                               self.kl, [self.prompts[i] for i in rows for _ in range(self.options.samples_per_prompt)],
+                               self.settings)
         generated = time.time()
         stats = {**rollout.stats, **self.update(rollout)}
         trained = time.time()
@@ -198,9 +201,11 @@ class PPOTrainer:
         logprobs = response_logprobs(logits, r.responses[batch], width, o.temperature)
         new_values = at_responses(values, width).float()
         pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, o.cliprange)
-        vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, o.cliprange_value)
-        loss = pg_loss + o.vf_coef * vf_loss
-        stats = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item()}
+        loss, stats, vf_stats = pg_loss, {"policy_loss": pg_loss.item()}, {}
+        if o.advantage_estimator == "gae":  # rloo has no value model to train
+            vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, o.cliprange_value)
+            loss = loss + o.vf_coef * vf_loss
+            stats["value_loss"] = vf_loss.item()
         if o.entropy_coef:
             entropy = masked_mean(response_entropy(logits, width, o.temperature), mask)
             loss = loss - o.entropy_coef * entropy

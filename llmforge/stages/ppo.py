@@ -79,7 +79,8 @@ class PPOStage:
             reward_model = load_reward_model(o.reward_model, "cpu", like=cfg.model)  # the trainer places it
             stats = saved_statistics(reward_model) if o.normalize_reward else {}
             parents.append({**parent_of(reward_model.source), "role": "reward_model"})
-        value_name = o.value_model or o.reward_model or cfg.model.name
+        value_name = VALUE_HEAD_ON_POLICY if o.advantage_estimator == "rloo" else (
+            o.value_model or o.reward_model or cfg.model.name)
         value_model, value_trainable = None, 0
         if value_name != VALUE_HEAD_ON_POLICY:
             value = load_side_model(cfg, value_name)

@@ -13,6 +13,7 @@ from llmforge.rl.core import (
     entropy_from_logits,
     gae,
     kl_per_token,
+    leave_one_out_baseline,
     left_pad,
     logprobs_of,
     masked_mean,
@@ -22,6 +23,7 @@ from llmforge.rl.core import (
     policy_loss,
     position_ids,
     response_mask,
+    reward_to_go,
     token_rewards,
     value_loss,
 )
@@ -175,3 +177,15 @@ def test_kl_controller_fixed_and_adaptive():
     restored = KLController(0.1, target=1.0, horizon=100)
     restored.load_state_dict(adaptive.state_dict())
     assert restored.value == adaptive.value
+
+
+def test_leave_one_out_baseline_by_hand():
+    # two prompts, three samples each: the baseline of a sample is the mean of its two siblings
+    scores = T([1.0, 0.0, 0.0, 1.0, 1.0, 4.0])
+    assert leave_one_out_baseline(scores, 3).tolist() == [0.0, 0.5, 0.5, 2.5, 2.5, 1.0]
+
+
+def test_reward_to_go_sums_the_rest_of_each_response():
+    rewards = T([[0.1, 0.2, 1.0, 9.0], [0.5, 2.0, 9.0, 9.0]])
+    mask = T([[1, 1, 1, 0], [1, 1, 0, 0]])
+    assert torch.allclose(reward_to_go(rewards, mask), T([[1.3, 1.2, 1.0, 0.0], [2.5, 2.0, 0.0, 0.0]]))

@@ -112,6 +112,7 @@ def test_ppo_scores_with_a_reward_model_and_starts_the_value_model_from_it(tmp_p
     ({"adapter": {"type": "freeze"}}, "freeze is not offered for ppo"),
     ({"ppo": {"kl_estimator": "k4"}}, "kl_estimator"),
     ({"data": {"max_length": 8}}, "every prompt is longer than"),
+    ({"ppo": {"advantage_estimator": "rloo"}}, "set ppo.samples_per_prompt to 2 or more"),
 ])
 def test_bad_ppo_recipes_exit_2(tmp_path, change, message):
     result = run_cli("train", str(quick(tmp_path, **change)))
@@ -168,3 +169,13 @@ def test_grad_norm_is_the_mean_over_optimizer_steps_not_diluted_by_accumulation(
                                       train={"max_steps": 1, "micro_batch_size": 8, "grad_accum_steps": 1})))
     a, b = metric_lines(one.output_dir, "grad_norm")[0], metric_lines(acc.output_dir, "grad_norm")[0]
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
+
+
+def test_rloo_uses_the_prompts_other_samples_instead_of_a_value_model(tmp_path):
+    recipe = quick(tmp_path, ppo={"advantage_estimator": "rloo", "samples_per_prompt": 2})
+    outcome = run_stage(load_config(recipe))
+    lines = metric_lines(outcome.output_dir, "reward")
+    assert len(lines) == 6 and all("value_loss" not in line for line in lines)
+    assert all(torch.isfinite(torch.tensor(line["policy_loss"])) for line in lines)
+    run = json.loads((outcome.output_dir / "run.json").read_text())
+    assert [p["role"] for p in run["parents"]] == ["model"]  # no value model loaded

@@ -1,0 +1,1 @@
+"""Measured speed and memory per stage, side by side with plain TRL/transformers and the device's ceiling."""

@@ -1,0 +1,58 @@
+"""The benchmark's figures as markdown tables: what `llmforge bench` prints and README shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(value: Any, digits: int = 0, suffix: str = "") -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:,.{digits}f}{suffix}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), ""]
+
+
+def _relative_table(rows: list[dict[str, Any]], title: str, first: str, reference: str, digits: int) -> list[str]:
+    """Rows with their tokens/s as a ratio of the reference row's."""
+    if not rows:
+        return []
+    base = next((r.get("tokens_per_second") for r in rows if r["name"] == reference), None)
+    return [title, ""] + _table(
+        [first, "what", "tokens/s", f"vs {reference}", "step (s)", "peak memory (MiB)"],
+        [[r["name"], r["note"], _f(r.get("tokens_per_second")),
+          _f(r["tokens_per_second"] / base, digits, "x") if base and r.get("tokens_per_second") else "-",
+          _f(r["step_seconds"], 3), _f(r.get("peak_mib"))] for r in rows])
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    lines = [f"Device: {result['device']}. Mode: {result['mode']} ({result['steps']} steps, timed after "
+             f"{result['warmup_steps']}); model {result['model']} {result['config_overrides'] or ''}, "
+             f"{result['max_length']} tokens, micro-batch {result['micro_batch_size']}.",
+             f"Measured matmul ceiling: {_f(result['matmul_ceiling_flops'] / 1e9, 1)} GFLOP/s"
+             + (f"; datasheet peak {_f(result['datasheet_flops'] / 1e12, 0)} TFLOP/s."
+                if result.get("datasheet_flops") else "."), ""]
+    stages = [r for r in rows if r["group"] == "stages"]
+    if stages:
+        lines += ["Stages:", ""] + _table(
+            ["workload", "step (s)", "tokens/s", "pairs/s or prompts/s", "generation share", "peak memory (MiB)",
+             "MFU vs measured ceiling"],
+            [[r["name"], _f(r["step_seconds"], 3), _f(r.get("tokens_per_second")),
+              _f(r.get("pairs_per_second") or r.get("prompts_per_second"), 1), _f(r.get("generation_share"), 2),
+              _f(r.get("peak_mib")), _f(100 * r["mfu"], 1, "%") if "mfu" in r else "-"] for r in stages])
+    for group, title, first, reference, digits in (
+            ("features", "Speed settings (SFT, one change from the default at a time):", "setting", "default", 2),
+            ("overhead", "SFT against plain TRL and a plain loop (same weights, rows, batch, length, optimizer, "
+                         "seed; tokens/s counts non-padding tokens):", "run", "trl SFTTrainer", 3)):
+        lines += _relative_table([r for r in rows if r["group"] == group], title, first, reference, digits)
+    online = [r for r in rows if r["group"] == "online"]
+    if online:
+        lines += ["Online RL at equal completions per step and generation length:", ""] + _table(
+            ["trainer", "what", "completions/s", "prompts/s", "generation share", "step (s)", "peak memory (MiB)"],
+            [[r["name"], r["note"], _f(r.get("completions_per_second"), 1), _f(r.get("prompts_per_second"), 1),
+              _f(r.get("generation_share"), 2), _f(r["step_seconds"], 3), _f(r.get("peak_mib"))] for r in online])
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""One benchmark workload in a process of its own: `python -m llmforge.bench.worker SPEC.json`.
+
+A fresh process per workload makes its peak memory its own (the allocator of a shared
+process keeps what earlier workloads freed) and its start free of earlier workloads' state.
+The spec names what to run; the rates come back as the last line of standard output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "llmforge-bench-result: "
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, float]:
+    from llmforge.bench import baselines
+    from llmforge.bench.workloads import Size, run_recipe, steady_rates
+
+    size = Size(**spec["size"])
+    kind = spec["kind"]
+    if kind == "recipe":
+        return steady_rates(run_recipe(spec["recipe"]), size.warmup)
+    if kind not in ("trl_sft", "plain_loop", "trl_online"):
+        raise ValueError(f"unknown workload kind {kind!r}")
+    model, out = Path(spec["model"]), Path(spec["out"])
+    if kind == "trl_sft":
+        return baselines.trl_sft(model, Path(spec["data"]), size, out, own_defaults=spec["own_defaults"])
+    if kind == "plain_loop":
+        return baselines.plain_loop(model, Path(spec["data"]), size)
+    return baselines.trl_online(spec["trainer"], model, size, out, **spec["online"])
+
+
+def run_in_child(spec: dict[str, Any], folder: Path) -> dict[str, float]:
+    """Run a spec in a child process; its rates plus `peak_mib` (GPU: allocator peak; CPU: peak RSS)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    name = spec["name"].replace(" ", "-").replace(",", "")
+    spec_path, log_path = folder / f"{name}.json", folder / f"{name}.log"
+    spec_path.write_text(json.dumps(spec))
+    with log_path.open("w") as log:
+        child = subprocess.Popen([sys.executable, "-m", "llmforge.bench.worker", str(spec_path)], stdout=log,
+                                 stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    output = log_path.read_text()
+    lines = [line for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark workload '{spec['name']}' failed (exit {child.returncode}):\n{output[-3000:]}")
+    result = json.loads(lines[-1][len(RESULT_PREFIX):])
+    result.setdefault("peak_mib", usage.ru_maxrss / 1024)  # Linux reports KiB
+    return result
+
+
+def main(path: str) -> None:
+    import torch
+
+    result = run_spec(json.loads(Path(path).read_text()))
+    if torch.cuda.is_available():
+        result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

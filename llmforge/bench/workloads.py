@@ -1,0 +1,160 @@
+"""The fixed workloads: one tiny recipe per stage, and the variants that isolate one setting each.
+
+Every llmforge workload is an ordinary recipe run in-process through the same runner as
+`llmforge train`, logging every step; its speed is read back from metrics.jsonl over the
+steps after warm-up (so start-up, data preparation and the first steps' kernel selection
+or compilation are left out), the same way for every workload and baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmforge.config.schema import RunConfig
+
+
+@dataclass
+class Size:
+    """How big a benchmark run is: the model and the sequence length follow the device."""
+
+    model: str
+    config_overrides: dict[str, Any]
+    max_length: int
+    micro_batch_size: int
+    steps: int
+    warmup: int
+
+
+CPU_QUICK = Size("tiny-llama", {}, 256, 8, 14, 4)
+CPU_FULL = Size("tiny-llama", {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 6,
+                               "num_attention_heads": 8, "num_key_value_heads": 4}, 256, 8, 40, 10)
+# GPU mode: a ~0.5B Llama at 2k context, bf16 (the issue's pretraining target), and LoRA SFT of ~1B.
+GPU_PRETRAIN = Size("llama3-1b", {"num_hidden_layers": 8}, 2048, 8, 30, 10)
+GPU_LORA = Size("llama3-1b", {}, 2048, 8, 30, 10)
+
+
+@dataclass
+class Workload:
+    name: str
+    group: str  # which table it belongs to
+    recipe: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+def chat_file(folder: Path, rows: int = 2000, seed: int = 0) -> Path:
+    """A variable-length chat dataset (1-4 built-in stories per answer: ~10 to ~300 tokens), written once."""
+    from llmforge.config.schema import DataSource
+    from llmforge.data.sources import load_source
+
+    path = folder / "chat.jsonl"
+    if path.is_file():
+        return path
+    stories = [row["text"] for row in load_source(DataSource(name="tinytext")).rows]
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for index in range(rows):
+            answer = " ".join(rng.sample(stories, rng.choice((1, 1, 2, 4))))
+            f.write(json.dumps({"messages": [{"role": "user", "content": f"Tell me story number {index}."},
+                                             {"role": "assistant", "content": answer}]}) + "\n")
+    return path
+
+
+def base_recipe(stage: str, size: Size, out: Path, sources: list[dict], **changes: Any) -> dict[str, Any]:
+    recipe: dict[str, Any] = {
+        "stage": stage, "seed": 0, "output_dir": str(out),
+        "model": {"name": size.model, "config_overrides": size.config_overrides},
+        "data": {"train": sources, "eval": [], "max_length": size.max_length},
+        "train": {"max_steps": size.steps, "micro_batch_size": size.micro_batch_size, "lr": 1e-4,
+                  "warmup_ratio": 0.0, "scheduler": "constant"},
+        "checkpoint": {"every_steps": 10_000},
+        "logging": {"every_steps": 1},
+    }
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            recipe.setdefault(section, {}).update(values)
+        else:
+            recipe[section] = values
+    return recipe
+
+
+def stage_workloads(size: Size, folder: Path) -> list[Workload]:
+    chat = [{"path": str(chat_file(folder)), "format": "messages"}]
+    pairs = [{"name": "arithmetic-pref", "options": {"num_samples": 4000}}]
+    prompts = [{"name": "arithmetic-prompts", "options": {"num_samples": 4000}}]
+    run = folder / "runs"
+    return [
+        Workload("pretrain", "stages", base_recipe("pretrain", size, run / "pretrain", [{"name": "tinytext"}])),
+        Workload("sft", "stages", base_recipe("sft", size, run / "sft", chat)),
+        Workload("sft-lora", "stages", base_recipe("sft", size, run / "sft-lora", chat,
+                                                   adapter={"type": "lora", "r": 16, "alpha": 32})),
+        Workload("rm", "stages", base_recipe("rm", size, run / "rm", pairs)),
+        Workload("dpo", "stages", base_recipe("dpo", size, run / "dpo", pairs)),
+        Workload("ppo", "stages", base_recipe(
+            "ppo", size, run / "ppo", prompts,
+            ppo={"reward_functions": ["arithmetic"], "value_model": "policy", "rollout_batch_size": 16,
+                 "max_new_tokens": 32, "ppo_epochs": 1, "missing_eos_penalty": None},
+            train={"micro_batch_size": 8})),
+    ]
+
+
+def feature_workloads(size: Size, folder: Path) -> list[Workload]:
+    """SFT with one speed setting changed from the default at a time (the first row is the default)."""
+    chat = [{"path": str(chat_file(folder)), "format": "messages"}]
+    run = folder / "runs"
+
+    def variant(name: str, note: str, **changes: Any) -> Workload:
+        return Workload(name, "features", base_recipe("sft", size, run / f"feature-{name}", chat, **changes), note)
+
+    return [
+        variant("default", "sdpa attention, packing, adamw_torch"),
+        variant("eager-attention", "attn_implementation: eager", model={"attn_implementation": "eager"}),
+        variant("gradient-checkpointing", "train.gradient_checkpointing: true",
+                train={"gradient_checkpointing": True}),
+        variant("fused-adamw", "train.optimizer: adamw_torch_fused", train={"optimizer": "adamw_torch_fused"}),
+        variant("torch-compile", "train.compile: true", train={"compile": True}),
+        variant("no-packing", "data.packing: false (padded batches)", data={"packing": False}),
+    ] + ([variant("liger", "train.liger_kernel: true", train={"liger_kernel": True})] if liger_available() else [])
+
+
+def liger_available() -> bool:
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
+def overhead_recipe(size: Size, folder: Path) -> dict[str, Any]:
+    """llmforge SFT at the settings the plain TRL script and the plain loop use: padded batches, no packing."""
+    chat = [{"path": str(chat_file(folder)), "format": "messages"}]
+    return base_recipe("sft", size, folder / "runs" / "overhead-llmforge", chat, data={"packing": False},
+                       train={"max_grad_norm": 1.0})
+
+
+def run_recipe(recipe: dict[str, Any]) -> Path:
+    from llmforge.engine.runner import run_stage
+
+    run_stage(RunConfig.model_validate(recipe))
+    return Path(recipe["output_dir"])
+
+
+def steady_rates(run: Path, warmup: int) -> dict[str, float]:
+    """Speed over the logged steps after `warmup`: step time, tokens/s (non-padding), and PPO's split."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r and "train_loss" not in r and r.get("step", 0) > warmup]
+    if len(steps) < 2:
+        raise RuntimeError(f"{run}: fewer than two logged steps after warm-up")
+    if "time/generation" in steps[0]:  # PPO logs its own split per step
+        generation = sum(r["time/generation"] for r in steps) / len(steps)
+        training = sum(r["time/training"] for r in steps) / len(steps)
+        return {"step_seconds": generation + training, "generation_share": generation / (generation + training)}
+    first, last = steps[0], steps[-1]
+    seconds = last["train_runtime"] - first["train_runtime"]
+    result = {"step_seconds": seconds / (last["step"] - first["step"])}
+    if "num_input_tokens_seen" in last:
+        result["tokens_per_second"] = (last["num_input_tokens_seen"] - first["num_input_tokens_seen"]) / seconds
+    return result

@@ -1,0 +1,66 @@
+"""The benchmark: its arithmetic by hand, its memory probe against a known allocation, and a --quick smoke run.
+
+No timing is asserted: the figures belong in README, measured in one run, not in tests.
+"""
+
+from __future__ import annotations
+
+import json
+
+from llmforge.bench.baselines import rates
+from llmforge.bench.runner import flops_per_token
+from llmforge.bench.workloads import steady_rates
+from tests.helpers import run_cli
+
+
+def test_rates_count_only_the_steps_after_warm_up():
+    marks = [(1, 0.0, 0), (2, 5.0, 100), (3, 6.0, 300), (4, 7.0, 500)]  # step 1-2 slow: warm-up
+    assert rates(marks, warmup=2) == {"step_seconds": 1.0, "tokens_per_second": 200.0}
+
+
+def test_steady_rates_from_metrics_jsonl(tmp_path):
+    rows = [{"step": s, "loss": 1.0, "train_runtime": t, "num_input_tokens_seen": n}
+            for s, t, n in ((1, 4.0, 50), (2, 5.0, 150), (3, 5.5, 250), (4, 6.0, 350))]
+    rows.append({"step": 4, "train_loss": 1.0, "train_runtime": 6.2})
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert steady_rates(tmp_path, warmup=1) == {"step_seconds": 0.5, "tokens_per_second": 200.0}
+    ppo = [{"step": s, "loss": 0.1, "time/generation": 0.75, "time/training": 0.25} for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in ppo))
+    assert steady_rates(tmp_path, warmup=1) == {"step_seconds": 1.0, "generation_share": 0.75}
+
+
+def test_flops_per_token_is_six_n_plus_attention(tmp_path):
+    from llmforge.config.schema import ModelConfig
+    from llmforge.registry import load_model
+
+    loaded = load_model(ModelConfig(name="tiny-llama"))
+    loaded.model.save_pretrained(tmp_path / "final")
+    n = sum(p.numel() for name, p in loaded.model.named_parameters() if "embed" not in name and "lm_head" not in name)
+    config = loaded.model.config
+    assert flops_per_token(tmp_path, 64) == 6 * n + 12 * config.num_hidden_layers * config.hidden_size * 64
+
+
+def test_a_failed_workload_reports_its_own_output(tmp_path):
+    import pytest
+
+    from llmforge.bench.worker import run_in_child
+
+    size = {"model": "tiny-llama", "config_overrides": {}, "max_length": 64, "micro_batch_size": 2, "steps": 4,
+            "warmup": 1}
+    with pytest.raises(RuntimeError, match="unknown workload kind 'nonsense'"):
+        run_in_child({"name": "bad one", "kind": "nonsense", "size": size}, tmp_path)
+    assert (tmp_path / "bad-one.log").is_file()
+
+
+def test_quick_benchmark_runs_every_group_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--quick", "--steps", "4", "--json", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    names = {row["name"] for row in figures["rows"]}
+    assert {"pretrain", "sft", "sft-lora", "rm", "dpo", "ppo", "default", "torch-compile", "llmforge sft",
+            "trl SFTTrainer", "plain pytorch loop", "llmforge ppo", "trl GRPOTrainer", "trl RLOOTrainer"} <= names
+    assert all(row["step_seconds"] > 0 for row in figures["rows"]) and figures["matmul_ceiling_flops"] > 0
+    assert "| trl SFTTrainer |" in result.stdout and "vs trl SFTTrainer" in result.stdout
+    bad = run_cli("bench", "--only", "stagez")
+    assert bad.returncode == 2 and "not a benchmark group" in bad.stderr
