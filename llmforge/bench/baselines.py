@@ -45,10 +45,11 @@ def _bf16() -> bool:
     return training_dtype() == torch.bfloat16
 
 
-def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bool = False) -> dict[str, float]:
+def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bool = False,
+            lora: bool = False) -> dict[str, float]:
     """TRL's SFTTrainer on a messages dataset with our batch, length, steps and learning rate; with
     `own_defaults` everything else is TRL's default (it turns gradient checkpointing on), otherwise the
-    settings llmforge runs with (checkpointing off)."""
+    settings llmforge runs with (checkpointing off). `lora`: PEFT LoRA r=16 on all linear layers."""
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -59,7 +60,12 @@ def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bo
                      report_to="none", seed=0, max_length=size.max_length, bf16=_bf16(), disable_tqdm=True,
                      include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
                      **({} if own_defaults else {"activation_checkpointing": False, "packing": False}))
-    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, peft_config=peft_config,
                          train_dataset=load_dataset("json", data_files=str(data), split="train"),
                          processing_class=AutoTokenizer.from_pretrained(model_dir), callbacks=[timer])
     trainer.train()

@@ -19,7 +19,7 @@ from llmforge.bench.worker import run_in_child
 from llmforge.bench.workloads import (
     CPU_FULL,
     CPU_QUICK,
-    GPU_PRETRAIN,
+    GPU,
     Size,
     Workload,
     chat_file,
@@ -99,6 +99,8 @@ def overhead_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
     same = overhead_recipe(size, folder)
     same["model"] = {"name": str(init)}
     defaults = {**same, "output_dir": str(runs / "defaults-llmforge"), "data": {**same["data"], "packing": True}}
+    lora = {**defaults, "output_dir": str(runs / "lora-llmforge"), "adapter": {"type": "lora", "r": 16, "alpha": 32,
+                                                                             "target_modules": "all-linear"}}
     specs = [
         ("llmforge sft", "padded batches, no checkpointing", _spec("llmforge sft", "recipe", size, recipe=same)),
         ("trl SFTTrainer", "plain script, same settings",
@@ -110,6 +112,11 @@ def overhead_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
         ("trl SFTTrainer, its defaults", "no packing, gradient checkpointing on",
          _spec("trl defaults", "trl_sft", size, model=str(init), data=data, out=str(runs / "trl-sft-defaults"),
                own_defaults=True)),
+        ("llmforge sft-lora, its defaults", "LoRA r=16 all-linear, packing on",
+         _spec("llmforge lora", "recipe", size, recipe=lora)),
+        ("trl SFTTrainer + peft, its defaults", "LoRA r=16 all-linear, no packing, gradient checkpointing on",
+         _spec("trl lora", "trl_sft", size, model=str(init), data=data, out=str(runs / "trl-lora"),
+               own_defaults=True, lora=True)),
     ]
     rows = []
     for name, note, spec in specs:
@@ -136,7 +143,7 @@ def online_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
 def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = GROUPS,
                    steps: int | None = None) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available()
-    size = GPU_PRETRAIN if on_gpu else (CPU_QUICK if quick else CPU_FULL)
+    size = GPU if on_gpu else (CPU_QUICK if quick else CPU_FULL)
     if steps:
         size = Size(size.model, size.config_overrides, size.max_length, size.micro_batch_size, steps,
                     min(size.warmup, steps // 2))

@@ -29,7 +29,8 @@ def run_spec(spec: dict[str, Any]) -> dict[str, float]:
         raise ValueError(f"unknown workload kind {kind!r}")
     model, out = Path(spec["model"]), Path(spec["out"])
     if kind == "trl_sft":
-        return baselines.trl_sft(model, Path(spec["data"]), size, out, own_defaults=spec["own_defaults"])
+        return baselines.trl_sft(model, Path(spec["data"]), size, out, own_defaults=spec["own_defaults"],
+                                 lora=spec.get("lora", False))
     if kind == "plain_loop":
         return baselines.plain_loop(model, Path(spec["data"]), size)
     return baselines.trl_online(spec["trainer"], model, size, out, **spec["online"])

@@ -32,9 +32,9 @@ class Size:
 CPU_QUICK = Size("tiny-llama", {}, 256, 8, 14, 4)
 CPU_FULL = Size("tiny-llama", {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 6,
                                "num_attention_heads": 8, "num_key_value_heads": 4}, 256, 8, 40, 10)
-# GPU mode: a ~0.5B Llama at 2k context, bf16 (the pretraining target), and LoRA SFT of ~1B.
-GPU_PRETRAIN = Size("llama3-1b", {"num_hidden_layers": 8}, 2048, 8, 30, 10)
-GPU_LORA = Size("llama3-1b", {}, 2048, 8, 30, 10)
+# GPU mode: the Llama 3.2 1B shape cut to 8 layers (~0.75B parameters, 0.5B outside the embeddings) at 2k
+# context in bf16, for every workload (pretraining, full and LoRA SFT, rm, dpo, ppo).
+GPU = Size("llama3-1b", {"num_hidden_layers": 8}, 2048, 8, 30, 10)
 
 
 @dataclass

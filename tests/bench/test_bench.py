@@ -52,15 +52,30 @@ def test_a_failed_workload_reports_its_own_output(tmp_path):
     assert (tmp_path / "bad-one.log").is_file()
 
 
-def test_quick_benchmark_runs_every_group_and_writes_json(tmp_path):
+def test_every_workload_is_a_valid_recipe(tmp_path):
+    from llmforge.bench.workloads import CPU_FULL, CPU_QUICK, GPU, feature_workloads, stage_workloads
+    from llmforge.config.schema import RunConfig
+
+    for size in (CPU_QUICK, CPU_FULL, GPU):
+        for workload in stage_workloads(size, tmp_path) + feature_workloads(size, tmp_path):
+            config = RunConfig.model_validate(workload.recipe)
+            assert config.train.max_steps == size.steps and config.logging.every_steps == 1
+
+
+def test_quick_benchmark_comparisons_run_and_write_json(tmp_path):
+    """The comparisons with plain TRL, the plain loop and TRL's GRPO/RLOO, end to end (the stage and
+    speed-setting groups are the same runner on the recipes validated above; all groups take ~2.5 minutes)."""
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "--quick", "--steps", "4", "--json", str(out), timeout=900)
+    result = run_cli("bench", "--quick", "--steps", "3", "--only", "overhead,online", "--json", str(out),
+                     timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     names = {row["name"] for row in figures["rows"]}
-    assert {"pretrain", "sft", "sft-lora", "rm", "dpo", "ppo", "default", "torch-compile", "llmforge sft",
-            "trl SFTTrainer", "plain pytorch loop", "llmforge ppo", "trl GRPOTrainer", "trl RLOOTrainer"} <= names
-    assert all(row["step_seconds"] > 0 for row in figures["rows"]) and figures["matmul_ceiling_flops"] > 0
+    assert {"llmforge sft", "trl SFTTrainer", "plain pytorch loop", "llmforge sft, its defaults",
+            "trl SFTTrainer, its defaults", "llmforge sft-lora, its defaults", "trl SFTTrainer + peft, its defaults",
+            "llmforge ppo", "trl GRPOTrainer", "trl RLOOTrainer"} == names
+    assert all(row["step_seconds"] > 0 and row["peak_mib"] > 0 for row in figures["rows"])
+    assert figures["matmul_ceiling_flops"] > 0
     assert "| trl SFTTrainer |" in result.stdout and "vs trl SFTTrainer" in result.stdout
     bad = run_cli("bench", "--only", "stagez")
     assert bad.returncode == 2 and "not a benchmark group" in bad.stderr
