@@ -1,4 +1,5 @@
-"""`llmforge bench`: every workload and baseline in one process, one after the other, then the tables.
+"""`llmforge bench`: every workload and baseline, one after the other (each in a process of its own), then
+the tables.
 
 Everything compared side by side runs in the same invocation on the same device, so the
 ratios hold even where the absolute figures drift between machines or runs.
@@ -7,6 +8,7 @@ ratios hold even where the absolute figures drift between machines or runs.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -48,16 +50,9 @@ def flops_per_token(run: Path, seq_len: int) -> float | None:
         with safe_open(file, "pt") as f:
             for key in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
                 if "embed" not in key and "lm_head" not in key:
-                    params += _numel(f.get_slice(key).get_shape())
+                    params += math.prod(f.get_slice(key).get_shape())
     config = json.loads((final / "config.json").read_text())
     return 6 * params + 12 * config["num_hidden_layers"] * config["hidden_size"] * seq_len
-
-
-def _numel(shape: list[int]) -> int:
-    total = 1
-    for dim in shape:
-        total *= dim
-    return total
 
 
 def _spec(name: str, kind: str, size: Size, **fields: Any) -> dict[str, Any]:

@@ -103,6 +103,8 @@ def stage_workloads(size: Size, folder: Path) -> list[Workload]:
 
 def feature_workloads(size: Size, folder: Path) -> list[Workload]:
     """SFT with one speed setting changed from the default at a time (the first row is the default)."""
+    from llmforge.engine.arguments import liger_available
+
     chat = [{"path": str(chat_file(folder)), "format": "messages"}]
     run = folder / "runs"
 
@@ -118,14 +120,6 @@ def feature_workloads(size: Size, folder: Path) -> list[Workload]:
         variant("torch-compile", "train.compile: true", train={"compile": True}),
         variant("no-packing", "data.packing: false (padded batches)", data={"packing": False}),
     ] + ([variant("liger", "train.liger_kernel: true", train={"liger_kernel": True})] if liger_available() else [])
-
-
-def liger_available() -> bool:
-    import importlib.util
-
-    import torch
-
-    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
 
 
 def overhead_recipe(size: Size, folder: Path) -> dict[str, Any]:
@@ -144,7 +138,9 @@ def run_recipe(recipe: dict[str, Any]) -> Path:
 
 def steady_rates(run: Path, warmup: int) -> dict[str, float]:
     """Speed over the logged steps after `warmup`: step time, tokens/s (non-padding), and PPO's split."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    from llmforge.report.plots import read_metrics
+
+    rows = read_metrics(run)
     steps = [r for r in rows if "loss" in r and "train_loss" not in r and r.get("step", 0) > warmup]
     if len(steps) < 2:
         raise RuntimeError(f"{run}: fewer than two logged steps after warm-up")

@@ -37,16 +37,20 @@ def scheduler_kwargs(cfg: RunConfig) -> dict[str, Any]:
     return {}
 
 
+def liger_available() -> bool:
+    """Liger's Triton kernels run here: a CUDA GPU and the liger-kernel package."""
+    import importlib.util
+
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
 def training_arguments(
     cfg: RunConfig, checkpoint_dir: Path, has_eval: bool, args_class: type = TrainingArguments, **extra: Any
 ) -> TrainingArguments:
     t = cfg.train
-    if t.liger_kernel:
-        import importlib.util
-
-        if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
-            raise UserError("train.liger_kernel needs a CUDA GPU and the liger-kernel package "
-                            "(pip install liger-kernel); set it to false here.")
+    if t.liger_kernel and not liger_available():
+        raise UserError("train.liger_kernel needs a CUDA GPU and the liger-kernel package "
+                        "(pip install liger-kernel); set it to false here.")
     evaluate_during = has_eval and cfg.eval.every_steps is not None
     kwargs: dict[str, Any] = dict(
         output_dir=str(checkpoint_dir),

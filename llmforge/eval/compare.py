@@ -30,6 +30,13 @@ def compare(model_name: str, baseline_name: str, judge_name: str | None, items: 
     """items: {"messages": prompt, "answer": str | None}. Returns win_rate (ties half) and rewards."""
     prompts = [item["messages"] for item in items]
     ours, theirs = _answers(model_name, prompts, max_new_tokens), _answers(baseline_name, prompts, max_new_tokens)
+    return judge_answers(judge_name, items, ours, theirs)
+
+
+def judge_answers(judge_name: str | None, items: list[dict[str, Any]], ours: list[str], theirs: list[str],
+                  ) -> dict[str, Any]:
+    """Both models' answers to the same items, set side by side: win-rate by the judge, exact match, samples."""
+    prompts = [item["messages"] for item in items]
     result: dict[str, Any] = (win_rate(load_reward_model(judge_name), prompts, ours, theirs) if judge_name
                               else {"prompts": len(prompts)})
     graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True)

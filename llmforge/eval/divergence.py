@@ -12,7 +12,7 @@ import torch
 
 from llmforge.data.chat import encode_prompt
 from llmforge.data.formats import Message
-from llmforge.inference import generate_ids, load_for_inference
+from llmforge.inference import generate_ids
 from llmforge.registry import LoadedModel
 
 
@@ -24,10 +24,9 @@ def completion_logprob(loaded: LoadedModel, prompt: list[int], completion: list[
     return logits.log_softmax(-1).gather(-1, ids[0, len(prompt):, None]).sum().item()
 
 
-def sampled_kl(model_name: str, reference_name: str, prompts: list[list[Message]], max_new_tokens: int = 32,
+def sampled_kl(policy: LoadedModel, reference: LoadedModel, prompts: list[list[Message]], max_new_tokens: int = 32,
                seed: int = 0, batch_size: int = 32) -> float | None:
     """Mean over prompts of sum_t log p(y_t) - log q(y_t), y ~ p; None when the vocabularies differ."""
-    policy, reference = load_for_inference(model_name), load_for_inference(reference_name)
     if policy.tokenizer.get_vocab() != reference.tokenizer.get_vocab():
         return None
     encoded = [encode_prompt(policy.tokenizer, p) for p in prompts]

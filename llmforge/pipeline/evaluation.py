@@ -18,7 +18,7 @@ from typing import Any
 from llmforge.data.sources import load_source
 from llmforge.engine.files import atomic_write_json
 from llmforge.eval import prompt_items
-from llmforge.eval.compare import compare
+from llmforge.eval.compare import judge_answers
 from llmforge.eval.divergence import sampled_kl
 from llmforge.inference import exact_match, generate, load_for_inference
 from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
@@ -71,9 +71,9 @@ def held_out_prompts(stage: PipelineStage, options: PipelineEvaluation) -> list[
     if options.prompts:
         return [item for source in options.prompts for item in prompt_items(load_source(source))][
             :options.max_prompts]
+    loaded = [load_source(source) for source in stage.config.data.eval]
     for wanted in ("prompt", "preference"):
-        for source in stage.config.data.eval:
-            data = load_source(source)
+        for data in loaded:
             if data.format == wanted:
                 return prompt_items(data)[:options.max_prompts]
     return []
@@ -106,10 +106,12 @@ def evaluate(stage: PipelineStage, parent: PipelineStage | None, judge: Path | N
     if not prompts:
         return result
     if kind in ALIGNED and parent is not None:
-        versus = compare(str(run), parent.config.output_dir, str(judge) if judge else None, prompts,
-                         options.max_new_tokens)
-        versus["kl"] = sampled_kl(str(run), parent.config.output_dir,
-                                  [p["messages"] for p in prompts[:KL_PROMPTS]])
+        policy, start = load_for_inference(str(run)), load_for_inference(parent.config.output_dir)
+        messages = [p["messages"] for p in prompts]
+        versus = judge_answers(str(judge) if judge else None, prompts,
+                               generate(policy, messages, max_new_tokens=options.max_new_tokens),
+                               generate(start, messages, max_new_tokens=options.max_new_tokens))
+        versus["kl"] = sampled_kl(policy, start, messages[:KL_PROMPTS])
         result["samples"] = versus.pop("samples")[:SAMPLES]
         result["against"] = {"stage": parent.name, "judge": str(judge) if judge else None, **versus}
     else:

@@ -24,7 +24,7 @@ from llmforge.errors import UserError
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.spec import Pipeline, PipelineStage
 from llmforge.registry.runs import read_run_info
-from llmforge.report.document import write_report
+from llmforge.report.document import plot_stage, write_report
 
 log = logging.getLogger("llmforge")
 STATE_FILE = "pipeline.json"
@@ -90,7 +90,8 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     summary: list[dict[str, Any]] = []
     evaluations: dict[str, dict[str, Any]] = {}
-    for stage in pipeline.stages:
+    plots: dict[str, list[Path]] = {}
+    for index, stage in enumerate(pipeline.stages):
         output = Path(stage.config.output_dir)
         recipe = root / "recipes" / f"{stage.name}.yaml"
         atomic_write_text(recipe, yaml.safe_dump(stage.config.model_dump(mode="json"), sort_keys=False))
@@ -111,10 +112,11 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
         summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output),
                         "status": status, "seconds": seconds, "needs": stage.needs,
                         "final_metrics": info.get("final_metrics", {})})
-        earlier = pipeline.stages[:len(summary) - 1]
+        earlier = pipeline.stages[:index]
         evaluations[stage.name] = evaluate_cached(
             stage, parent_of(stage, earlier), judge_for(stage, earlier, pipeline.evaluation.judge),
             pipeline.evaluation, root / "evals")
+        plots[stage.name] = plot_stage(root, stage.name, output)
         atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary})
-        write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations)
+        write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots)
     return summary

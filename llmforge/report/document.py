@@ -131,14 +131,14 @@ def to_html(doc: list[Block]) -> str:
     return "\n".join(parts)
 
 
-def write_report(root: Path, title: str, stages: list[dict[str, Any]],
-                 evaluations: dict[str, dict]) -> tuple[Path, Path]:
-    """Plot every stage that has logs and write root/report.md and root/report.html."""
-    plots = {}
-    for row in stages:
-        run = Path(row["output_dir"])
-        if (run / "metrics.jsonl").is_file():
-            plots[row["name"]] = plot_run(run, root / PLOTS, prefix=f"{row['name']}-")
+def plot_stage(root: Path, name: str, run: Path) -> list[Path]:
+    """A stage's curves as root/plots/NAME-<figure>.png (none when the run logged nothing)."""
+    return plot_run(run, root / PLOTS, prefix=f"{name}-") if (run / "metrics.jsonl").is_file() else []
+
+
+def write_report(root: Path, title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict],
+                 plots: dict[str, list[Path]]) -> tuple[Path, Path]:
+    """Write root/report.md and root/report.html from the stage rows, evaluations and plots so far."""
     doc = blocks(title, stages, evaluations, plots, root)
     md, page = root / "report.md", root / "report.html"
     atomic_write_text(md, to_markdown(doc))

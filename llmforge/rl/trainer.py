@@ -199,10 +199,10 @@ class PPOTrainer:
                                             position_ids=r.position_ids[batch])
         width, mask = r.prompt_width, r.mask[batch]
         logprobs = response_logprobs(logits, r.responses[batch], width, o.temperature)
-        new_values = at_responses(values, width).float()
         pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, o.cliprange)
         loss, stats, vf_stats = pg_loss, {"policy_loss": pg_loss.item()}, {}
         if o.advantage_estimator == "gae":  # rloo has no value model to train
+            new_values = at_responses(values, width).float()
             vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, o.cliprange_value)
             loss = loss + o.vf_coef * vf_loss
             stats["value_loss"] = vf_loss.item()

@@ -43,6 +43,7 @@ def test_an_aligned_stage_is_compared_with_its_start_on_the_same_prompts(sft_ful
 
 def test_sampled_kl_of_a_model_to_itself_is_zero_and_repeatable(sft_full, sft_short):
     prompts = [[{"role": "user", "content": f"What is {a} + 2?"}] for a in range(8)]
-    assert sampled_kl(str(sft_full), str(sft_full), prompts) == 0.0
-    first = sampled_kl(str(sft_short), str(sft_full), prompts)
-    assert first > 0 and sampled_kl(str(sft_short), str(sft_full), prompts) == first
+    full, short = load_for_inference(str(sft_full)), load_for_inference(str(sft_short))
+    assert sampled_kl(full, load_for_inference(str(sft_full)), prompts) == 0.0
+    first = sampled_kl(short, full, prompts)
+    assert first > 0 and sampled_kl(short, full, prompts) == first

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from llmforge.report.document import write_report
+from llmforge.report.document import plot_stage, write_report
 
 STAGES = [
     {"name": "sft", "stage": "sft", "status": "completed", "output_dir": "", "needs": [],
@@ -28,7 +28,8 @@ def test_report_tables_plots_and_escaping(tmp_path):
         run.mkdir()
         (run / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "loss": 1 / s}) for s in (1, 2, 3)))
         row["output_dir"] = str(run)
-    md, page = write_report(tmp_path, "Pipeline test", STAGES, EVALUATIONS)
+    plots = {row["name"]: plot_stage(tmp_path, row["name"], tmp_path / row["name"]) for row in STAGES}
+    md, page = write_report(tmp_path, "Pipeline test", STAGES, EVALUATIONS, plots)
     text = md.read_text()
     table = [line for line in text.splitlines() if line.startswith("| sft |") or line.startswith("| dpo |")]
     assert table[0].startswith("| sft | sft | completed | 1 min 15 s | 581,456 | eval_accuracy 0.650 | - |")
