@@ -18,6 +18,7 @@ from llmforge.errors import UserError
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 
+MIN_BENCH_STEPS = 3
 SUMMARY_KEYS = ("train_loss", "eval_loss", "eval_perplexity", "eval_accuracy")
 
 
@@ -97,6 +98,8 @@ def _bench(args: argparse.Namespace) -> int:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise UserError(f"--only {unknown[0]}: not a benchmark group (groups: {', '.join(GROUPS)}).")
+    if args.steps is not None and args.steps < MIN_BENCH_STEPS:
+        raise UserError(f"--steps {args.steps}: give at least {MIN_BENCH_STEPS} (a step of warm-up, then two timed).")
     with tempfile.TemporaryDirectory(prefix="llmforge-bench-") as scratch:
         result = run_benchmarks(Path(scratch), quick=args.quick, groups=groups, steps=args.steps)
     text = render(result)

@@ -108,8 +108,9 @@ class TrainConfig(Section):
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = Field(
         "adamw_torch", description="optimizer (adamw_8bit needs bitsandbytes and a GPU)")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
-    compile: bool = Field(False, description="torch.compile the model (Trainer-based stages; first steps compile)")
-    liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU; needs `pip install liger-kernel`)")
+    compile: bool = Field(False, description="torch.compile the model (not ppo; the first steps compile)")
+    liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU, not ppo; needs `pip install "
+                               "liger-kernel`)")
 
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainConfig:
@@ -280,6 +281,9 @@ class RunConfig(Section):
             if self.ppo.advantage_estimator == "rloo" and self.ppo.samples_per_prompt < 2:
                 raise ValueError("ppo.advantage_estimator=rloo compares each completion with the other samples of "
                                  "its prompt: set ppo.samples_per_prompt to 2 or more")
+            if self.train.compile or self.train.liger_kernel:
+                raise ValueError("train.compile and train.liger_kernel apply to the Trainer-based stages; ppo runs "
+                                 "its own loop and does not use them: set them to false")
             if self.ppo.advantage_estimator == "rloo" and self.ppo.value_model:
                 raise ValueError("ppo.advantage_estimator=rloo uses no value model: remove ppo.value_model")
         return self

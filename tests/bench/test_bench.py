@@ -79,3 +79,5 @@ def test_quick_benchmark_comparisons_run_and_write_json(tmp_path):
     assert "| trl SFTTrainer |" in result.stdout and "vs trl SFTTrainer" in result.stdout
     bad = run_cli("bench", "--only", "stagez")
     assert bad.returncode == 2 and "not a benchmark group" in bad.stderr
+    bad = run_cli("bench", "--steps", "2")
+    assert bad.returncode == 2 and "at least 3" in bad.stderr

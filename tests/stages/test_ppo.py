@@ -113,6 +113,7 @@ def test_ppo_scores_with_a_reward_model_and_starts_the_value_model_from_it(tmp_p
     ({"ppo": {"kl_estimator": "k4"}}, "kl_estimator"),
     ({"data": {"max_length": 8}}, "every prompt is longer than"),
     ({"ppo": {"advantage_estimator": "rloo"}}, "set ppo.samples_per_prompt to 2 or more"),
+    ({"train": {"compile": True}}, "ppo runs its own loop"),
 ])
 def test_bad_ppo_recipes_exit_2(tmp_path, change, message):
     result = run_cli("train", str(quick(tmp_path, **change)))
