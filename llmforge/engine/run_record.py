@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -11,6 +12,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, STAGE_SECTIONS, RunConfig
 from llmforge.engine.files import atomic_write_json, atomic_write_text
@@ -52,6 +55,18 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in config.items() if key not in RESUME_NEUTRAL_SECTIONS and key not in others}
 
 
+def changes_since(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """How the current config differs from the one a run recorded, in what makes a run this run.
+
+    The recorded config is read with today's defaults for keys the schema gained since it was written, so
+    a run made before a new key existed is the same run when the key is left at its default.
+    """
+    # a config written by a version whose keys no longer validate is compared as recorded
+    with contextlib.suppress(ValidationError):
+        recorded = RunConfig.model_validate(recorded).model_dump(mode="json")
+    return config_differences(identity(recorded), identity(current))
+
+
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     keys = sorted(set(old) | set(new))
     found = []
@@ -77,7 +92,7 @@ class RunRecord:
         """True when this exact run already completed; an error when a different one did."""
         if self.previous.get("status") != "completed":
             return False
-        changed = config_differences(identity(self.previous.get("config", {})), identity(self.config))
+        changed = changes_since(self.previous.get("config", {}), self.config)
         if changed:
             raise UserError(f"{self.path.parent} holds a completed run with a different config ("
                             + "; ".join(changed[:5]) + "). Its output is kept: choose a new output_dir.")

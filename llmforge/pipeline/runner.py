@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
-from llmforge.engine.run_record import config_differences, identity
+from llmforge.engine.run_record import changes_since
 from llmforge.errors import UserError
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.spec import Pipeline, PipelineStage
@@ -35,7 +35,7 @@ def staleness(stage: PipelineStage) -> str | None:
     info = read_run_info(Path(stage.config.output_dir))
     if info.get("status") != "completed":
         return None
-    changed = config_differences(identity(info.get("config", {})), identity(stage.config.model_dump(mode="json")))
+    changed = changes_since(info.get("config", {}), stage.config.model_dump(mode="json"))
     if changed:
         return "its config changed (" + "; ".join(changed[:3]) + ")"
     for parent in info.get("parents", []):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -121,3 +122,16 @@ def test_streaming_run_learns_and_resumes_exactly(tmp_path):
 def test_adapter_on_pretrain_is_refused(tmp_path):
     with pytest.raises(UserError, match="adapter.type=lora"):
         run_stage(load_config(write_recipe(tmp_path, adapter={"type": "lora"})))
+
+
+def test_a_run_recorded_before_a_key_existed_is_the_same_run(pretrained, tmp_path):
+    folder, recipe, _ = pretrained
+    copy = tmp_path / "run"
+    shutil.copytree(folder / "run", copy)
+    info = json.loads((copy / "run.json").read_text())
+    del info["config"]["train"]["compile"]  # as written by a version without train.compile
+    info["config"]["output_dir"] = str(copy)
+    (copy / "run.json").write_text(json.dumps(info))
+    assert run_stage(load_config(recipe, [f"output_dir={copy}"])).status == "skipped"
+    with pytest.raises(UserError, match=r"different config \(train.compile: False -> True\)"):
+        run_stage(load_config(recipe, [f"output_dir={copy}", "train.compile=true"]))
