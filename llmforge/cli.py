@@ -319,6 +319,21 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _run(argv)
+    from llmforge.distributed.state import launched_externally
+
+    if launched_externally():
+        # A launched worker has published its output and left its process group; interpreter teardown can
+        # still abort it when gloo's threads are destroyed ("terminate called without an active exception"),
+        # turning a finished run into a failed one. Leave without that teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = parse(argv)
     _quiet_libraries()
     try:
