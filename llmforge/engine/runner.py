@@ -19,6 +19,7 @@ from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
 from llmforge.distributed.strategy import strategy_arguments
 from llmforge.engine import checkpoints
+from llmforge.engine.adapters import canonical_adapter_config
 from llmforge.engine.arguments import training_arguments
 from llmforge.engine.callbacks import (
     CheckpointCallback,
@@ -172,6 +173,7 @@ def _publish_final(trainer: Any, parts: StageParts, paths: RunPaths, main: bool)
     if main:
         model.save_pretrained(str(paths.staging), state_dict=state_dict, safe_serialization=True)
         parts.tokenizer.save_pretrained(str(paths.staging))
+        canonical_adapter_config(paths.staging)
         if parts.finalize is not None:
             metrics = parts.finalize(paths.staging)
         publish_dir(paths.staging, paths.final)

@@ -61,3 +61,25 @@ def test_freeze_more_layers_than_exist():
 def test_qlora_on_cpu_is_a_clear_error():
     with pytest.raises(UserError, match="needs a CUDA GPU.*adapter.type=lora"):
         quantization_kwargs(AdapterConfig(type="qlora"))
+
+
+def test_saved_adapter_config_is_the_same_bytes_whatever_the_set_order(tmp_path):
+    """peft writes target_modules in set order, salted per process; the saved file must not depend on it."""
+    import json
+
+    from peft import LoraConfig, PeftConfig
+
+    from llmforge.engine.adapters import canonical_adapter_config
+
+    saved = []
+    for order in (["q_proj", "v_proj", "o_proj"], ["o_proj", "q_proj", "v_proj"]):
+        folder = tmp_path / "-".join(order)
+        LoraConfig(r=4, target_modules=order).save_pretrained(folder)
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config["target_modules"] = order  # what a process with that set order writes
+        (folder / "adapter_config.json").write_text(json.dumps(config))
+        canonical_adapter_config(folder)
+        saved.append((folder / "adapter_config.json").read_bytes())
+        assert set(PeftConfig.from_pretrained(folder).target_modules) == set(order)
+    assert saved[0] == saved[1]
+    assert json.loads(saved[0])["target_modules"] == ["o_proj", "q_proj", "v_proj"]
