@@ -175,6 +175,7 @@ def _load_merged_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any,
                         "(base_model_name_or_path); set it to the base model's folder or hub id.")
     base = load_model(cfg.model_copy(update={"name": base_name, "tokenizer": None}), auto_class, **model_kwargs)
     merged = PeftModel.from_pretrained(base.model, source.location).merge_and_unload()
+    merged.requires_grad_(True)  # peft froze the base to load the adapter; a plain model is trainable again
     tokenizer = load_tokenizer(source, cfg, base.family) if (Path(source.location) / "tokenizer_config.json"
                                                               ).is_file() else base.tokenizer
     return LoadedModel(model=merged, tokenizer=tokenizer, family=base.family, source=source)

@@ -143,3 +143,21 @@ def test_reward_models_get_a_pad_token_distinct_from_eos():
     ensure_distinct_pad(model, tokenizer)
     assert tokenizer.pad_token == "<|pad|>" and model.config.pad_token_id == tokenizer.pad_token_id
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_an_adapter_folder_loads_as_a_plain_trainable_model(tmp_path):
+    """Starting a stage (or PPO's value model) from a LoRA run must train every weight, like any other model:
+    peft freezes the base while it loads an adapter, and merging does not undo that."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base = load_model(ModelConfig(name="tiny-llama"))
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    peft_model = get_peft_model(load_model(ModelConfig(name=str(tmp_path / "base"))).model,
+                                LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    loaded = load_model(ModelConfig(name=str(tmp_path / "adapter")))
+    assert all(p.requires_grad for p in loaded.model.parameters())
+    merged_q = loaded.model.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(merged_q, base.model.model.layers[0].self_attn.q_proj.weight)  # the adapter is in
