@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml, ~5 minutes):
+# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml, ~4 minutes):
 # pretrain a ~1M-parameter Llama-style model on the built-in corpus, fine-tune it on the built-in arithmetic
 # task, train a reward model, align the SFT model with PPO and with DPO, evaluate every stage, and write
 # runs/tiny-rlhf/report.md (and .html, with plots). Run it again: finished stages are skipped.
@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 llmforge pipeline configs/pipelines/tiny-rlhf.yaml
-llmforge generate runs/tiny-rlhf/dpo --prompt "What is 14 + 3?" --prompt "Compute 18 - 5." --max-new-tokens 8
+llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --prompt "What is 9 - 4?" --max-new-tokens 8  # held-out problems
 echo "Report: runs/tiny-rlhf/report.md (runs/tiny-rlhf/report.html in a browser)"
