@@ -57,3 +57,12 @@ def sft_short(pretrained, tmp_path_factory) -> Path:
     """SFT stopped early (100 steps, ~25 s): it answers 0.3 of the training problems and 0.06 of the
     held-out ones, leaving DPO and GRPO room to show they learn."""
     return _sft_of(pretrained, tmp_path_factory.mktemp("sft-short"), train={"max_steps": 100})
+
+
+@pytest.fixture(scope="session")
+def sft_mid(pretrained, tmp_path_factory) -> Path:
+    """SFT stopped half way (150 steps, ~40 s), like the tiny-rlhf pipeline's: it answers ~0.45 of the held-out
+    problems and samples right answers to most training problems, but not all -- the room DPO and PPO need to
+    beat it on held-out exact match."""
+    return _sft_of(pretrained, tmp_path_factory.mktemp("sft-mid"), train={"max_steps": 150})
+

@@ -124,3 +124,13 @@ def metric_lines(run: Path, key: str) -> list[dict[str, Any]]:
     import json
 
     return [line for line in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in line]
+
+
+def start_accuracy(model: Path | str) -> float:
+    """Held-out greedy exact match of a model on the built-in task (single digits), as `llmforge eval` gives it."""
+    import json
+
+    result = run_cli("eval", str(model), "--dataset", "arithmetic-prompts", "--split", "test")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"]
+

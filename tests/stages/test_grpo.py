@@ -6,8 +6,6 @@ Calibration (CPU, fixed seeds): from an SFT model stopped early (held-out exact 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from llmforge.config import load_config
@@ -15,7 +13,7 @@ from llmforge.config.schema import REWARD_FUNCTIONS
 from llmforge.engine.runner import run_stage
 from llmforge.rl.rewards import REWARD_FUNCTIONS as IMPLEMENTED
 from llmforge.rl.rewards import arithmetic, final_number
-from tests.helpers import DIGITS, metric_lines, run_cli, write_recipe
+from tests.helpers import DIGITS, metric_lines, run_cli, start_accuracy, write_recipe
 
 ACCURACY_GAIN = 0.03
 GRPO = {
@@ -39,12 +37,6 @@ def test_final_number_reward_reads_gsm8k_answers():
     completions = ["3 apples and 4 more make 7", "It is 1,250.", "so 8 - 2 = 6, then 12"]
     assert final_number(completions, answer=["Add them.\n#### 7", "1250", "#### 6"]) == [1.0, 1.0, 0.0]
     assert set(REWARD_FUNCTIONS) == set(IMPLEMENTED)
-
-
-def start_accuracy(model) -> float:
-    result = run_cli("eval", str(model), "--dataset", "arithmetic-prompts", "--split", "test")
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"]
 
 
 @pytest.mark.slow

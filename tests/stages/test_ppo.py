@@ -21,8 +21,7 @@ from safetensors.torch import load_file
 
 from llmforge.config import load_config
 from llmforge.engine.runner import run_stage
-from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, run_cli, write_recipe
-from tests.stages.test_grpo import start_accuracy
+from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, run_cli, start_accuracy, write_recipe
 
 ACCURACY_GAIN = 0.02
 MAX_KL = 1.0
