@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-STAGE_NAMES = ("pretrain", "sft", "rm", "dpo", "ppo", "grpo")
+STAGE_NAMES = ("pretrain", "sft", "rm", "dpo", "kto", "ppo", "grpo")
 DATA_FORMATS = ("text", "alpaca", "sharegpt", "messages", "preference", "prompt")
 
 
@@ -185,6 +185,19 @@ class DPOOptions(Section):
         False, description="score the data with the reference once before training, then free it")
 
 
+class KTOOptions(Section):
+    beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
+    loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="TRL KTO loss: kto, apo_zero_unpaired")
+    desirable_weight: float = Field(
+        1.0, gt=0.0, description="loss weight of desirable (chosen) answers; raise it when they are fewer")
+    undesirable_weight: float = Field(1.0, gt=0.0, description="loss weight of undesirable (rejected) answers")
+    ref_model: str | None = Field(
+        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
+        "base with adapters off, no second copy")
+    precompute_ref: bool = Field(
+        False, description="score the data with the reference once before training, then free it")
+
+
 class RewardSources(Section):
     """What an online stage (grpo, ppo) rewards: a trained reward model and/or verifiable functions."""
 
@@ -249,7 +262,7 @@ class PPOOptions(RewardSources):
 
 
 class RunConfig(Section):
-    stage: Literal["pretrain", "sft", "rm", "dpo", "ppo", "grpo"] = Field(description="which stage this recipe runs")
+    stage: Literal["pretrain", "sft", "rm", "dpo", "kto", "ppo", "grpo"] = Field(description="which stage this recipe runs")
     output_dir: str = Field(description="run folder: run.json, metrics.jsonl, checkpoints/, final/")
     seed: int = Field(42, description="seeds model init, data order and dropout")
     model: ModelConfig
@@ -262,6 +275,7 @@ class RunConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     rm: RewardOptions = Field(default_factory=RewardOptions)
     dpo: DPOOptions = Field(default_factory=DPOOptions)
+    kto: KTOOptions = Field(default_factory=KTOOptions)
     grpo: GRPOOptions = Field(default_factory=GRPOOptions)
     ppo: PPOOptions = Field(default_factory=PPOOptions)
 
@@ -292,4 +306,4 @@ class RunConfig(Section):
 # Keys that may change between a run and its resumption without making it a different run.
 RESUME_NEUTRAL_SECTIONS = ("checkpoint", "distributed", "logging")
 # Option sections read only by their own stage.
-STAGE_SECTIONS = ("rm", "dpo", "grpo", "ppo")
+STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo")

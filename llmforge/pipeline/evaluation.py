@@ -31,10 +31,11 @@ HEADLINE: dict[str, tuple[str, ...]] = {
     "sft": ("eval_loss", "eval_accuracy"),
     "rm": ("eval_accuracy", "eval_margin"),
     "dpo": ("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
+    "kto": ("eval_accuracy", "eval_rewards/chosen", "eval_rewards/rejected"),
     "ppo": ("eval_accuracy", "reward", "kl"),
     "grpo": ("eval_accuracy", "reward", "kl"),
 }
-ALIGNED = ("dpo", "ppo", "grpo")
+ALIGNED = ("dpo", "kto", "ppo", "grpo")
 KL_PROMPTS = 64
 SAMPLES = 4
 PRETRAIN_PREFIX_CHARS = 24
