@@ -28,7 +28,7 @@ class KTOStage:
 
 
 def unpaired(pairs: Dataset, seed: int) -> Dataset:
-    """One row per answer, shuffled: TRL unpairs in blocks (a thousand chosen rows, then their rejected ones),
-    and the engine reads rows in the order it is given (the prepared data is already shuffled), so unshuffled
-    the first batches would hold only desirable answers and the next only undesirable ones."""
+    """One row per answer, shuffled: TRL unpairs in blocks (a thousand chosen rows, then their rejected ones)
+    and KTOConfig reads rows in order (train_sampling_strategy: sequential, TRL's default for KTO), so
+    unshuffled the first batches would hold only desirable answers and the next only undesirable ones."""
     return unpair_preference_dataset(pairs).shuffle(seed=seed).flatten_indices()
