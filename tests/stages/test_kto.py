@@ -11,6 +11,8 @@ From the test suite's `sft_mid` (200 steps): margin 0.22 (right -0.21, near miss
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmforge.config import load_config
@@ -45,3 +47,20 @@ def test_kto_options_are_checked_before_anything_loads(tmp_path):
     recipe = write_recipe(tmp_path, base=KTO, model={"name": "tiny-llama"}, kto={"loss_type": "sigmoid"})
     result = run_cli("train", str(recipe))
     assert result.returncode == 2 and "kto.loss_type" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_lora_kto_starts_at_its_reference_without_a_second_copy(sft_short, tmp_path):
+    recipe = write_recipe(tmp_path, base=KTO, model={"name": str(sft_short)},
+                          adapter={"type": "lora", "r": 8, "alpha": 16},
+                          train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1},
+                          eval={"max_samples": 8})
+    outcome = run_stage(load_config(recipe))
+    first = metric_lines(outcome.output_dir, "rewards/chosen")[0]
+    # step 1's rewards are log-ratios against the reference before any update: zero when the reference is
+    # the base with the (zero-initialised) adapters disabled
+    assert first["step"] == 1 and first["logps/chosen"] < 0  # the batch had right answers to score
+    assert first["rewards/chosen"] == 0.0
+    assert (outcome.output_dir / "final" / "adapter_model.safetensors").is_file()
+    run = json.loads((outcome.output_dir / "run.json").read_text())
+    assert [p["role"] for p in run["parents"]] == ["model"]
