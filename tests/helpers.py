@@ -107,6 +107,8 @@ def final_weights(run: Path) -> dict:
 
 def assert_resumes_exactly(folder: Path, recipe: dict[str, Any], kill_after_checkpoint: int) -> None:
     """SIGKILL a run once a checkpoint is complete, run it again: same final weights as an uninterrupted run."""
+    import json
+
     import torch
 
     reference = write_recipe(folder, name="ref.yaml", base=recipe, output_dir=str(folder / "ref"))
@@ -118,6 +120,10 @@ def assert_resumes_exactly(folder: Path, recipe: dict[str, Any], kill_after_chec
     assert result.returncode == 0 and "Resuming from" in result.stderr, result.stderr[-3000:]
     a, b = final_weights(folder / "ref"), final_weights(folder / "killed")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the summary covers the whole run too, not only the steps after the resume (up to the log's rounding)
+    losses = [json.loads((folder / run / "run.json").read_text())["final_metrics"]["train_loss"]
+              for run in ("ref", "killed")]
+    assert abs(losses[0] - losses[1]) < 1e-3, losses
 
 
 def metric_lines(run: Path, key: str) -> list[dict[str, Any]]:

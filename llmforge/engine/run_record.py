@@ -156,6 +156,20 @@ class MetricsLog:
             return []
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
+    def mean_loss(self) -> float | None:
+        """The training loss averaged over every step the log covers, each logged window weighted by its steps.
+
+        A resumed trainer only saw the steps after its checkpoint, so its own train_loss would describe those
+        alone; the log (truncated to the checkpoint, then continued) covers the whole run.
+        """
+        previous, total, steps = 0, 0.0, 0
+        for row in self.read():
+            if "loss" in row and "train_loss" not in row and row.get("step", 0) > previous:
+                total += row["loss"] * (row["step"] - previous)
+                steps += row["step"] - previous
+                previous = row["step"]
+        return total / steps if steps else None
+
 
 class OutputLock:
     """One process trains into an output_dir at a time; the OS drops the lock when it dies."""

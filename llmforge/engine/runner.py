@@ -105,6 +105,9 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         final_metrics = dict(result.metrics)
+        if main and resume is not None and "train_loss" in final_metrics:
+            whole = metrics_log.mean_loss()
+            final_metrics["train_loss"] = final_metrics["train_loss"] if whole is None else whole
         final_metrics.update(_evaluate(trainer, parts))
         final_metrics.update(_publish_final(trainer, parts, paths, main))
         if main and parts.final_eval is not None:
