@@ -212,7 +212,7 @@ def test_sft_two_processes_match_one(sft_single, method, strategy):
     assert_close_runs(recipe.parent / f"{method}-single", two_process_run(recipe, method, strategy))
 
 
-# The alignment stages under the launcher: rm and dpo match one process at the same global batch; grpo
+# The alignment stages under the launcher: rm, dpo and kto match one process at the same global batch; grpo
 # samples on each rank with its own generator, so its two-process run is checked for completing its steps.
 # Observed for rm under DDP and FSDP: step 1 identical, then drift to 7e-4 in loss and 1.4e-3 in weights by
 # step 8 (lr 3e-3, padded pairs split 4+4 instead of 8); dpo stays within the LM bounds' order. The rm drift's
@@ -223,6 +223,7 @@ PAIRS = {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 200}}]
 ALIGNMENT = {
     "rm": {"stage": "rm", "data": PAIRS},
     "dpo": {"stage": "dpo", "data": PAIRS},
+    "kto": {"stage": "kto", "data": PAIRS},
     "grpo": {"stage": "grpo", "data": {"train": [{"name": "arithmetic-prompts", "options": {"num_samples": 200}}]},
              "grpo": {"num_generations": 8, "max_new_tokens": 4, "reward_functions": ["arithmetic"]}},
 }
