@@ -215,8 +215,11 @@ def test_sft_two_processes_match_one(sft_single, method, strategy):
 # The alignment stages under the launcher: rm, dpo and kto match one process at the same global batch; grpo
 # samples on each rank with its own generator, so its two-process run is checked for completing its steps.
 # Observed for rm under DDP and FSDP: step 1 identical, then drift to 7e-4 in loss and 1.4e-3 in weights by
-# step 8 (lr 3e-3, padded pairs split 4+4 instead of 8); dpo stays within the LM bounds' order. The rm drift's
-# cause is not pinned down, so later steps get a looser bound than the LM stages.
+# step 8 (lr 3e-3, padded pairs split 4+4 instead of 8). With SGD instead of AdamW the weights agree to 1.8e-6
+# after 8 steps while the losses still differ by 7e-4: the gradients agree to float precision, the untrained
+# score head's large raw scores turn those float differences (per-rank padding shapes) into visible loss
+# differences, and Adam's normalisation turns them into full-size steps on weights with tiny gradients.
+# Hence a looser bound for the alignment stages than for the LM stages.
 ALIGNMENT_LOSS_TOLERANCE, ALIGNMENT_WEIGHT_TOLERANCE = 3e-3, 5e-3
 PAIRS = {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 200}}],
          "eval": [{"name": "arithmetic-pref", "split": "test", "options": {"num_samples": 16}}], "max_length": 64}
