@@ -9,6 +9,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -142,19 +143,21 @@ class MetricsLog:
         """Drop lines logged after `step`: a resumed run logs them again."""
         if not self.path.exists():
             return
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
+        kept = [line for line, row in self._lines() if row.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def read(self) -> list[dict[str, Any]]:
+        return [row for _, row in self._lines()]
+
+    def _lines(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each whole line with its record; a line cut short by a kill is skipped."""
         if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                yield line, json.loads(line)
+            except json.JSONDecodeError:
+                continue
 
     def mean_loss(self) -> float | None:
         """The training loss averaged over every step the log covers, each logged window weighted by its steps.

@@ -7,9 +7,9 @@ per-step series (PPO/GRPO rewards) get a moving average drawn over the raw point
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from llmforge.engine.run_record import MetricsLog
 from llmforge.errors import UserError
 
 # figure name -> (y label, series keys in metrics.jsonl; "eval_" ones are the held-out points)
@@ -29,13 +29,7 @@ def read_metrics(run: Path) -> list[dict]:
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise UserError(f"{run}: no metrics.jsonl here; give the output_dir of an llmforge run.")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill mid-write
-            continue
-    return rows
+    return MetricsLog(path).read()
 
 
 def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
