@@ -171,31 +171,30 @@ class RewardOptions(Section):
         1000, ge=1, description="pairs scored after training for the mean/std saved in final/reward_stats.json")
 
 
-class DPOOptions(Section):
+class ReferenceOptions(Section):
+    """What the offline preference stages (dpo, kto) share: how far from which reference the policy may move."""
+
     beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
+    ref_model: str | None = Field(
+        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
+        "base with adapters off, no second copy")
+    precompute_ref: bool = Field(
+        False, description="score the data with the reference once before training, then free it")
+
+
+class DPOOptions(ReferenceOptions):
     loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: " + ", ".join(DPO_LOSSES))
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="robust/exo: assumed share of flipped labels")
     sft_weight: float = Field(
         0.0, ge=0.0, description="add this much NLL loss on the chosen answers (RPO), which keeps their "
         "likelihood from falling")
-    ref_model: str | None = Field(
-        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
-        "base with adapters off, no second copy")
-    precompute_ref: bool = Field(
-        False, description="score the data with the reference once before training, then free it")
 
 
-class KTOOptions(Section):
-    beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
+class KTOOptions(ReferenceOptions):
     loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="TRL KTO loss: kto, apo_zero_unpaired")
     desirable_weight: float = Field(
         1.0, gt=0.0, description="loss weight of desirable (chosen) answers; raise it when they are fewer")
     undesirable_weight: float = Field(1.0, gt=0.0, description="loss weight of undesirable (rejected) answers")
-    ref_model: str | None = Field(
-        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
-        "base with adapters off, no second copy")
-    precompute_ref: bool = Field(
-        False, description="score the data with the reference once before training, then free it")
 
 
 class RewardSources(Section):
