@@ -10,10 +10,12 @@ trained one. Bounds: exact match start + 0.08, pair accuracy 0.55, margin 0.1.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from llmforge.config import load_config
-from llmforge.engine.runner import run_stage
+from llmforge.engine.runner import RunOutcome, run_stage
 from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, start_accuracy, write_recipe
 
 pytestmark = pytest.mark.slow
@@ -40,13 +42,16 @@ def test_dpo_raises_held_out_accuracy_and_ranks_held_out_pairs(sft_mid, tmp_path
     assert outcome.metrics["eval_rewards/margins"] >= MARGIN_BOUND
 
 
+def lora_steps(tmp_path: Path, recipe: dict, start: Path) -> tuple[RunOutcome, dict]:
+    """Three LoRA steps from `start`, logged every step: (the outcome, its first line with rewards)."""
+    outcome = run_stage(load_config(write_recipe(
+        tmp_path, base=recipe, model={"name": str(start)}, adapter={"type": "lora", "r": 8, "alpha": 16},
+        train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1}, eval={"max_samples": 8})))
+    return outcome, metric_lines(outcome.output_dir, "rewards/chosen")[0]
+
+
 def test_lora_dpo_starts_at_its_reference_without_a_second_copy(sft_short, tmp_path):
-    recipe = write_recipe(tmp_path, base=DPO, model={"name": str(sft_short)},
-                          adapter={"type": "lora", "r": 8, "alpha": 16},
-                          train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1},
-                          eval={"max_samples": 8})
-    outcome = run_stage(load_config(recipe))
-    first = metric_lines(outcome.output_dir, "rewards/chosen")[0]
+    outcome, first = lora_steps(tmp_path, DPO, sft_short)
     # step 1's rewards are log-ratios against the reference before any update: zero when the
     # reference is the base with the (zero-initialised) adapters disabled
     assert first["step"] == 1 and first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0

@@ -18,7 +18,7 @@ import pytest
 from llmforge.config import load_config
 from llmforge.engine.runner import run_stage
 from tests.helpers import assert_resumes_exactly, metric_lines, run_cli, write_recipe
-from tests.stages.test_dpo import DPO, quick_resume_recipe
+from tests.stages.test_dpo import DPO, lora_steps, quick_resume_recipe
 
 MARGIN_BOUND = 0.1
 # the DPO test's data and schedule, KTO's options and learning rate
@@ -51,12 +51,7 @@ def test_kto_options_are_checked_before_anything_loads(tmp_path):
 
 @pytest.mark.slow
 def test_lora_kto_starts_at_its_reference_without_a_second_copy(sft_short, tmp_path):
-    recipe = write_recipe(tmp_path, base=KTO, model={"name": str(sft_short)},
-                          adapter={"type": "lora", "r": 8, "alpha": 16},
-                          train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1},
-                          eval={"max_samples": 8})
-    outcome = run_stage(load_config(recipe))
-    first = metric_lines(outcome.output_dir, "rewards/chosen")[0]
+    outcome, first = lora_steps(tmp_path, KTO, sft_short)
     # step 1's rewards are log-ratios against the reference before any update: zero when the reference is
     # the base with the (zero-initialised) adapters disabled
     assert first["step"] == 1 and first["logps/chosen"] < 0  # the batch had right answers to score
