@@ -1,6 +1,6 @@
 """`llmforge`: one entry point; each subcommand is a thin call into the package.
 
-Exit codes (the contract): 0 success, 2 user error (message, no traceback), 1 our bug.
+Exit codes (the contract): 0 success, 2 user error (message, no traceback), 1 an internal failure.
 """
 
 from __future__ import annotations
@@ -158,10 +158,10 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from llmforge.inference import generate, load_for_inference
+    from llmforge.inference import ChatSession, load_for_inference
 
-    loaded = load_for_inference(args.model)
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    session = ChatSession(load_for_inference(args.model), args.system, args.max_new_tokens, args.temperature,
+                          args.top_p)
     interactive = sys.stdin.isatty()
     if interactive:
         print("Chat with the model; /reset clears the conversation, /exit (or Ctrl-D) quits.")
@@ -172,15 +172,13 @@ def _chat(args: argparse.Namespace) -> int:
         if not line or line.strip() == "/exit":
             return EXIT_OK
         if line.strip() == "/reset":
-            history = history[:1] if args.system else []
+            session.reset()
             continue
         if not line.strip():
             continue
-        history.append({"role": "user", "content": line.strip()})
-        reply = generate(loaded, [history], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_p=args.top_p)[0]
-        history.append({"role": "assistant", "content": reply})
-        print(reply, flush=True)
+        for piece in session.reply(line.strip()):
+            print(piece, end="", flush=True)
+        print(flush=True)
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -220,13 +218,47 @@ def _datasets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+DESCRIPTION = """Pretrain, fine-tune, align, evaluate and serve language models from YAML recipes, with exact
+resume after any interruption. Every command takes --help; exit codes: 0 done, 2 your input needs fixing
+(the message says what and where), 1 a bug in llmforge."""
+
+EPILOG = """examples:
+  llmforge pipeline configs/pipelines/tiny-rlhf.yaml   # the whole lifecycle on a CPU, with a report
+  llmforge train configs/sft/tiny-lora.yaml train.lr=1e-4
+  llmforge chat runs/tiny-rlhf/dpo
+  llmforge models                                       # presets and the runs on disk"""
+
+EXAMPLES = {
+    "train": "llmforge train configs/sft/tiny-lora.yaml train.lr=1e-4 output_dir=runs/lr1e-4\n"
+             "  llmforge train configs/pretrain/llama3-1b.yaml distributed.nproc_per_node=8 --dry-run",
+    "config": "llmforge config configs/sft/tiny-lora.yaml adapter.r=16",
+    "pipeline": "llmforge pipeline configs/pipelines/tiny-rlhf.yaml sft.train.max_steps=200\n"
+                "  llmforge pipeline configs/pipelines/tiny-rlhf.yaml --dry-run",
+    "lineage": "llmforge lineage runs/tiny-rlhf/dpo",
+    "plot": "llmforge plot runs/tiny-rlhf/ppo --out plots/",
+    "generate": 'llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --max-new-tokens 8',
+    "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
+    "eval": "llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test\n"
+            "  llmforge eval runs/tiny-rlhf/dpo --against runs/tiny-rlhf/sft --judge runs/tiny-rlhf/rm "
+            "--dataset arithmetic-prompts",
+    "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
+    "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
+    "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --only overhead,online",
+    "models": "llmforge models --runs runs",
+    "datasets": "llmforge datasets",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmforge", description=__doc__.splitlines()[0])
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="llmforge", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"llmforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter,
+                           epilog=f"example:\n  {EXAMPLES[name]}" if name in EXAMPLES else None)
         p.set_defaults(func=fn)
         return p
 
@@ -235,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="key.path=value", help="override recipe keys")
         return p
 
-    for name, fn, text in (("train", _train, "run one stage from a recipe"),
+    for name, fn, text in (("train", _train, "run one stage from a recipe (run it again to resume)"),
                            ("config", _config, "print the resolved, validated recipe")):
         p = recipe(command(name, fn, text))
         if name == "train":
@@ -253,15 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sampling(p: argparse.ArgumentParser) -> None:
         p.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
-        p.add_argument("--max-new-tokens", type=int, default=128)
-        p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-        p.add_argument("--top-p", type=float, default=1.0)
+        p.add_argument("--max-new-tokens", type=int, default=128, help="longest answer, in tokens (default 128)")
+        p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (default)")
+        p.add_argument("--top-p", type=float, default=1.0,
+                       help="nucleus sampling: sample from the smallest set of tokens holding this much "
+                            "probability (default 1.0 = all; used when --temperature > 0)")
 
     gen = command("generate", _generate, "complete prompts with a model (chat template applied)")
     sampling(gen)
     gen.add_argument("--prompt", action="append", help="a prompt (repeatable); else read stdin, one per line")
     gen.add_argument("--raw", action="store_true", help="no chat template: continue the text as given")
-    chat = command("chat", _chat, "talk to a model in the terminal (uses its chat template)")
+    chat = command("chat", _chat, "talk to a model in the terminal, answers streamed as they are generated")
     sampling(chat)
     chat.add_argument("--system", help="a system prompt")
     ev = command("eval", _eval, "score a model on a dataset: accuracy (prompt rows), loss/perplexity, reward-model "
@@ -275,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="split to read (default: test)")
     ev.add_argument("--max-samples", type=int, help="score only the first N rows")
     ev.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")
-    exp = command("export", _export, "write a plain HF folder (LoRA merged) that transformers loads")
+    exp = command("export", _export, "write a plain HF folder (LoRA merged, stop tokens kept) that transformers "
+                  "and vLLM load")
     exp.add_argument("model", help="run folder, LoRA run folder, HF folder or hub id")
     exp.add_argument("out", help="output folder")
     exp.add_argument("--force", action="store_true", help="replace a non-empty output folder")

@@ -1,9 +1,9 @@
 """Print the recipe reference (every key, type, default, meaning) as Markdown, from the schema.
 
     python scripts/recipe_reference.py            # print
-    python scripts/recipe_reference.py --write    # refresh the section in README.md
+    python scripts/recipe_reference.py --write    # refresh the section in docs/reference.md
 
-tests/test_readme.py fails when README.md's section is stale.
+tests/test_readme.py fails when that section is stale.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic_core import PydanticUndefined
 from llmforge.config.schema import DataSource, RunConfig
 
 START, END = "<!-- recipe-reference:start -->", "<!-- recipe-reference:end -->"
-README = Path(__file__).resolve().parents[1] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
 
 
 def _type(annotation) -> str:
@@ -60,10 +60,10 @@ def main() -> None:
     if "--write" not in sys.argv:
         print(text)
         return
-    readme = README.read_text()
+    readme = REFERENCE.read_text()
     head, rest = readme.split(START)
     _, tail = rest.split(END)
-    README.write_text(f"{head}{START}\n{text}{END}{tail}")
+    REFERENCE.write_text(f"{head}{START}\n{text}{END}{tail}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # A pretraining run small enough for seconds on a CI core: ~1M params, 64-token blocks.
 TINY_PRETRAIN: dict[str, Any] = {
     "stage": "pretrain",

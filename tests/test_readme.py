@@ -17,8 +17,8 @@ def _reference_module():
 
 def test_reference_section_is_current():
     module = _reference_module()
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split(module.START)[1].split(module.END)[0]
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    section = reference.split(module.START)[1].split(module.END)[0]
     assert section.strip() == module.reference().strip(), "run: python scripts/recipe_reference.py --write"
 
 

@@ -25,8 +25,8 @@ class ModelConfig(Section):
         None, description="tokenizer to use instead of the model's own (HF id, local folder, or a preset name)"
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="weights' dtype; auto = float32 weights, trained under bf16 autocast on GPUs that support it"
-    )
+        "auto", description="weights' dtype; auto = float32 weights (trained under bf16 autocast on GPUs that have "
+        "bf16, in float32 on CPUs: see train.mixed_precision)")
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
         "auto", description="attention kernel; auto = PyTorch SDPA (flash/memory-efficient where available)")
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless asked")
@@ -107,6 +107,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay")
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = Field(
         "adamw_torch", description="optimizer (adamw_8bit needs bitsandbytes and a GPU)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="autocast: auto = bf16 on GPUs that have it (fp16 on older ones), none on CPUs; no = "
+        "compute in model.dtype; bf16/fp16 = autocast float32 weights (written to run.json as `precision`)")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
     compile: bool = Field(False, description="torch.compile the model (not ppo; the first steps compile)")
     liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU, not ppo; needs `pip install "

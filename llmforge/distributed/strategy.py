@@ -15,6 +15,7 @@ from typing import Any
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import backend, launched_externally
 from llmforge.errors import UserError
+from llmforge.precision import decide
 
 
 def deepspeed_config(cfg: RunConfig) -> dict[str, Any]:
@@ -90,8 +91,7 @@ def accelerator_for(cfg: RunConfig, layer_class: str | None) -> Any:
     from llmforge.distributed.state import process_state
 
     d, t = cfg.distributed, cfg.train
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.model.dtype != "float32"
-    precision = "bf16" if bf16 else ("fp16" if torch.cuda.is_available() and cfg.model.dtype != "float32" else "no")
+    precision = decide(cfg.model.dtype, t.mixed_precision).mixed
     kwargs: dict[str, Any] = {"cpu": not torch.cuda.is_available(), "gradient_accumulation_steps": t.grad_accum_steps,
                               "mixed_precision": precision}
     if d.strategy == "fsdp":

@@ -8,8 +8,6 @@ only) and trains LoRA on top.
 from __future__ import annotations
 
 import importlib.util
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,24 +81,3 @@ def _freeze_all_but_last(model: Any, count: int, family: Family) -> Any:
         for param in layer.parameters():
             param.requires_grad_(True)
     return model
-
-
-SET_VALUED_KEYS = ("target_modules", "exclude_modules", "modules_to_save")
-
-
-def canonical_adapter_config(folder: Path) -> None:
-    """Sort the list-valued module names in a saved adapter_config.json.
-
-    peft keeps `target_modules` as a set and writes it in that set's iteration order, which changes from
-    process to process (string hashing is salted): two bit-identical adapters would otherwise save
-    different bytes, and the run's content fingerprint -- which decides whether a pipeline reruns the
-    stages after it -- would change on every rerun.
-    """
-    path = folder / "adapter_config.json"
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text())
-    for key in SET_VALUED_KEYS:
-        if isinstance(config.get(key), list):
-            config[key] = sorted(config[key])
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

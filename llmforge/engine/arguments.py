@@ -15,19 +15,12 @@ from transformers import TrainingArguments
 
 from llmforge.config.schema import RunConfig
 from llmforge.errors import UserError
+from llmforge.precision import Precision, decide
 
 
-def precision(cfg: RunConfig) -> dict[str, Any]:
-    """fp32 on CPU; bf16 autocast on GPUs that have it (fp16 otherwise). Weights stay as model.dtype."""
-    if not torch.cuda.is_available():
-        if cfg.model.dtype == "float16":
-            raise UserError("model.dtype=float16 cannot train on a CPU; use float32 or bfloat16.")
-        return {"use_cpu": True}
-    if cfg.model.dtype == "float16":
-        raise UserError("model.dtype=float16 weights cannot be trained directly (the gradient scaler needs "
-                        "float32 weights); use model.dtype=auto (mixed precision) or bfloat16.")
-    bf16 = torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": not bf16}
+def precision_of(cfg: RunConfig) -> Precision:
+    """The run's one precision decision (llmforge.precision), from model.dtype and train.mixed_precision."""
+    return decide(cfg.model.dtype, cfg.train.mixed_precision)
 
 
 def scheduler_kwargs(cfg: RunConfig) -> dict[str, Any]:
@@ -83,7 +76,7 @@ def training_arguments(
         remove_unused_columns=False,
         disable_tqdm=not sys.stderr.isatty(),
         include_num_input_tokens_seen="non_padding",
-        **precision(cfg),
+        **precision_of(cfg).trainer_flags(),
     )
     kwargs.update(extra)
     return args_class(**kwargs)

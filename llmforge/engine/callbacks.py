@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from llmforge.distributed.state import process_state
 from llmforge.engine import checkpoints
-from llmforge.engine.run_record import MetricsLog
+from llmforge.engine.tracking import RunLog
 
 
 class NonFiniteLoss(RuntimeError):
@@ -55,9 +55,9 @@ class CheckpointCallback(TrainerCallback):
 
 
 class MetricsCallback(TrainerCallback):
-    """Appends each Trainer log to metrics.jsonl with its step; adds perplexity to eval lines."""
+    """Sends each Trainer log, with its step, to metrics.jsonl and the trackers; adds perplexity to eval lines."""
 
-    def __init__(self, log: MetricsLog) -> None:
+    def __init__(self, log: RunLog) -> None:
         self.log = log
 
     def on_log(self, args, state, control, logs=None, **kwargs):

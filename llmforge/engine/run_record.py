@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, STAGE_SECTIONS, RunConfig
 from llmforge.engine.files import atomic_write_json, atomic_write_text
 from llmforge.errors import UserError
+from llmforge.registry.folders import relative_reference
 from llmforge.registry.runs import RUN_FILE, read_run_info
 
 PACKAGES = ("llmforge", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers",
@@ -101,6 +102,9 @@ class RunRecord:
 
     def start(self, **fields: Any) -> None:
         resumed = list(self.previous.get("resumed_from", []))
+        for parent in fields.get("parents") or []:  # relative too, so a moved pipeline folder still links up
+            if parent.get("run_dir"):
+                parent["run_dir_relative"] = relative_reference(Path(parent["run_dir"]), self.path.parent)
         self.data = {
             "stage": self.config["stage"],
             "status": "running",

@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, set_seed
-from transformers.integrations import TensorBoardCallback
 
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
 from llmforge.distributed.strategy import strategy_arguments
 from llmforge.engine import checkpoints
-from llmforge.engine.adapters import canonical_adapter_config
-from llmforge.engine.arguments import training_arguments
+from llmforge.engine.arguments import precision_of, training_arguments
 from llmforge.engine.callbacks import (
     CheckpointCallback,
     MetricsCallback,
@@ -30,7 +28,11 @@ from llmforge.engine.callbacks import (
 )
 from llmforge.engine.files import folder_fingerprint, publish_dir
 from llmforge.engine.run_record import MetricsLog, OutputLock, RunRecord
+from llmforge.engine.tracking import RunLog, open_trackers
 from llmforge.errors import UserError
+from llmforge.machine import machine_info
+from llmforge.registry import family_of
+from llmforge.registry.folders import save_model_folder
 from llmforge.stages import STAGES
 from llmforge.stages.base import StageParts
 
@@ -52,7 +54,6 @@ class RunPaths:
         self.final = self.root / "final"
         self.staging = self.root / ".final-staging"
         self.metrics = self.root / "metrics.jsonl"
-        self.tensorboard = self.root / "tensorboard"
 
 
 def check_runnable(cfg: RunConfig, record: RunRecord | None = None) -> bool:
@@ -91,13 +92,16 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     args = training_arguments(cfg, paths.checkpoints, parts.eval_dataset is not None, parts.args_class,
                               **strategy_arguments(cfg, parts.layer_class), **parts.args_extra)
     metrics_log = MetricsLog(paths.metrics)
-    trainer = _make_trainer(cfg, parts, args, paths, metrics_log, main)
+    resume_step = checkpoints.step_of(resume) if resume is not None else None
+    run_log = RunLog(metrics_log, open_trackers(cfg.logging.report_to, paths.root, resume_step) if main else [])
+    trainer = _make_trainer(cfg, parts, args, paths, run_log)
     if main:
         if resume is not None:
-            metrics_log.truncate_after(checkpoints.step_of(resume))
+            metrics_log.truncate_after(resume_step)
         else:
             paths.metrics.unlink(missing_ok=True)
-        record.start(parents=parts.parents, data=parts.data, model=parts.model_info)
+        record.start(parents=parts.parents, data=parts.data, model=parts.model_info,
+                     precision=precision_of(cfg).record(), machine=machine_info())
         if resume is not None:
             record.note_resume(resume)
             log.info("Resuming from %s.", resume)
@@ -108,7 +112,7 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
         if main and resume is not None and "train_loss" in final_metrics:
             whole = metrics_log.mean_loss()
             final_metrics["train_loss"] = final_metrics["train_loss"] if whole is None else whole
-        final_metrics.update(_evaluate(trainer, parts))
+        final_metrics.update(_evaluate(trainer, parts, run_log))
         final_metrics.update(_publish_final(trainer, parts, paths, main))
         if main and parts.final_eval is not None:
             extra = parts.final_eval(paths.final)
@@ -126,6 +130,8 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
         if main:
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        run_log.close()
     if main:
         final_metrics["train_wall_seconds"] = round(time.time() - started, 2)
         record.update(status="completed", final_metrics=final_metrics,
@@ -134,14 +140,9 @@ def _train(cfg: RunConfig, build: Any, paths: RunPaths, record: RunRecord, state
     return RunOutcome(paths.root, "completed", final_metrics, is_main=main)
 
 
-def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, metrics_log: MetricsLog,
-                  main: bool) -> Any:
-    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(metrics_log),
+def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, run_log: RunLog) -> Any:
+    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last), MetricsCallback(run_log),
                  NanGuardCallback()]
-    if "tensorboard" in cfg.logging.report_to and main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(paths.tensorboard))))
     kwargs = dict(parts.trainer_kwargs)
     if parts.data_collator is not None:  # GRPOTrainer has no collator argument
         kwargs["data_collator"] = parts.data_collator
@@ -156,12 +157,18 @@ def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths,
     )
 
 
-def _evaluate(trainer: Trainer, parts: StageParts) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    if parts.eval_dataset is not None:
-        metrics.update(trainer.evaluate())
-        if parts.language_model:
-            metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
+def _evaluate(trainer: Any, parts: StageParts, run_log: RunLog) -> dict[str, float]:
+    """The held-out metrics of the final weights: the evaluation the trainer just made at the last step when
+    it made one (eval.every_steps), else one made now."""
+    if parts.eval_dataset is None:
+        return {}
+    last = run_log.last_eval
+    if last is not None and last.get("step") == trainer.state.global_step and "eval_loss" in last:
+        metrics = {k: v for k, v in last.items() if k.startswith("eval_")}
+    else:
+        metrics = dict(trainer.evaluate())
+    if parts.language_model and "eval_loss" in metrics:
+        metrics["eval_perplexity"] = perplexity(metrics["eval_loss"])
     return metrics
 
 
@@ -174,9 +181,8 @@ def _publish_final(trainer: Any, parts: StageParts, paths: RunPaths, main: bool)
     model, state_dict = _final_model(trainer)
     metrics: dict[str, float] = {}
     if main:
-        model.save_pretrained(str(paths.staging), state_dict=state_dict, safe_serialization=True)
-        parts.tokenizer.save_pretrained(str(paths.staging))
-        canonical_adapter_config(paths.staging)
+        save_model_folder(paths.staging, model, parts.tokenizer, family_of(model), state_dict=state_dict,
+                          published_at=paths.final)
         if parts.finalize is not None:
             metrics = parts.finalize(paths.staging)
         publish_dir(paths.staging, paths.final)

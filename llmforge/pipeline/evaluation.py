@@ -39,7 +39,7 @@ ALIGNED = ("dpo", "kto", "ppo", "grpo")
 KL_PROMPTS = 64
 SAMPLES = 4
 PRETRAIN_PREFIX_CHARS = 24
-VERSION = 2  # bump when what evaluate() measures changes, so kept evaluations are redone
+VERSION = 3  # bump when what evaluate() measures changes, so kept evaluations are redone
 TAIL_SHARE = 0.1  # online stages: reward and KL are the mean of the last 10% of logged steps
 
 
@@ -80,12 +80,23 @@ def held_out_prompts(stage: PipelineStage, options: PipelineEvaluation) -> list[
     return []
 
 
+def word_prefix(text: str, chars: int) -> str:
+    """The first words of `text` that fit in about `chars` characters (at least one word), never cut mid-word."""
+    words, length = [], 0
+    for word in text.split():
+        if words and length + 1 + len(word) > chars:
+            break
+        words.append(word)
+        length += len(word) + (1 if len(words) > 1 else 0)
+    return " ".join(words)
+
+
 def _pretrain_samples(stage: PipelineStage, run: Path) -> list[dict[str, str]]:
     texts = []
     for source in stage.config.data.eval:
         data = load_source(source)
         if data.format == "text":
-            texts = [row["text"][:PRETRAIN_PREFIX_CHARS] for row in list(data.rows)[:SAMPLES]]
+            texts = [word_prefix(row["text"], PRETRAIN_PREFIX_CHARS) for row in list(data.rows)[:SAMPLES]]
             break
     if not texts:
         return []

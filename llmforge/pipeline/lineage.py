@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.errors import UserError
+from llmforge.registry.folders import referenced_run
 from llmforge.registry.runs import RUN_FILE, read_run_info
 
 
@@ -18,8 +19,9 @@ def lineage(run_dir: Path, role: str = "run", seen: frozenset[str] = frozenset()
                             "status": info.get("status"), "fingerprint": info.get("final_fingerprint"),
                             "data": (info.get("data") or {}).get("fingerprints", {}), "parents": []}
     for parent in info.get("parents", []):
-        if parent.get("run_dir") and parent["run_dir"] not in seen:
-            child = lineage(Path(parent["run_dir"]), parent.get("role", "model"), seen | {str(run_dir)})
+        folder = referenced_run(parent, run_dir)
+        if folder is not None and str(folder) not in seen:
+            child = lineage(folder, parent.get("role", "model"), seen | {str(run_dir)})
             if child["fingerprint"] != parent.get("fingerprint"):
                 child["changed_since"] = parent.get("fingerprint")
             node["parents"].append(child)

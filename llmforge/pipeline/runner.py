@@ -23,6 +23,7 @@ from llmforge.engine.run_record import changes_since
 from llmforge.errors import UserError
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.spec import Pipeline, PipelineStage
+from llmforge.registry.folders import referenced_run
 from llmforge.registry.runs import read_run_info
 from llmforge.report.document import plot_stage, write_report
 
@@ -39,10 +40,11 @@ def staleness(stage: PipelineStage) -> str | None:
     if changed:
         return "its config changed (" + "; ".join(changed[:3]) + ")"
     for parent in info.get("parents", []):
-        if parent.get("run_dir"):
-            now = read_run_info(Path(parent["run_dir"])).get("final_fingerprint")
+        folder = referenced_run(parent, Path(stage.config.output_dir))
+        if folder is not None:
+            now = read_run_info(folder).get("final_fingerprint")
             if now != parent.get("fingerprint"):
-                return f"its {parent.get('role', 'model')} {parent['run_dir']} changed since it ran"
+                return f"its {parent.get('role', 'model')} {folder} changed since it ran"
     return None
 
 

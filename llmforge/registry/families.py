@@ -9,6 +9,7 @@ assistant-only loss masks come from the template itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 CHATML = (
     "{%- for message in messages -%}"
@@ -91,3 +92,9 @@ def family_for(model_type: str) -> Family:
         if model_type in family.model_types:
             return family
     return GENERIC
+
+
+def family_of(model: Any) -> Family:
+    """The family of a loaded model (a PEFT wrapper's base model's)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return family_for(getattr(base.config, "model_type", ""))

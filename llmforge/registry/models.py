@@ -7,7 +7,6 @@ previous run's output folder and a hub id all go through `from_pretrained`
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from llmforge.config.schema import ModelConfig
 from llmforge.errors import UserError, did_you_mean
+from llmforge.precision import DTYPES
 from llmforge.registry.families import Family, family_for
+from llmforge.registry.folders import adapter_base
 from llmforge.registry.presets import DROPOUT_OFF, PRESETS, Preset
 from llmforge.registry.runs import read_run_info
 from llmforge.registry.tokenizer import tiny_tokenizer
@@ -49,6 +50,7 @@ class LoadedModel:
     family: Family
     source: ModelSource
     reloadable_from: str | None = None  # where from_pretrained finds these exact weights (None: built or merged)
+    weights_from: str | None = None  # a local folder holding these weights, but not this model's config
 
 
 def resolve_source(name: str) -> ModelSource:
@@ -82,9 +84,8 @@ def _run_source(name: str, run_dir: Path) -> ModelSource:
 
 
 def resolve_dtype(name: str) -> torch.dtype:
-    """Weights stay float32 under `auto`; GPUs train them under bf16 autocast (see engine.precision)."""
-    return {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16,
-            "float16": torch.float16}[name]
+    """The dtype weights are held in (llmforge.precision decides what they compute in)."""
+    return DTYPES.get(name, torch.float32)
 
 
 def _attn(cfg: ModelConfig) -> str:
@@ -160,21 +161,28 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source, reloadable_from=reload)
 
 
+ADAPTER_TASKS = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_CLS": "AutoModelForSequenceClassification"}
+
+
 def _is_adapter(source: ModelSource) -> bool:
     return source.kind != "hub" and (Path(source.location) / ADAPTER_FILE).is_file()
 
 
 def _load_merged_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any, **model_kwargs: Any) -> LoadedModel:
     """A PEFT adapter folder: load its base, apply the adapter, merge it in (a plain model again)."""
-    from peft import PeftModel
+    from peft import PeftConfig, PeftModel
 
-    adapter_config = json.loads((Path(source.location) / ADAPTER_FILE).read_text())
-    base_name = adapter_config.get("base_model_name_or_path")
+    base_name = adapter_base(Path(source.location))
     if not base_name:
         raise UserError(f"{source.location}/{ADAPTER_FILE} does not name its base model "
                         "(base_model_name_or_path); set it to the base model's folder or hub id.")
     base = load_model(cfg.model_copy(update={"name": base_name, "tokenizer": None}), auto_class, **model_kwargs)
-    merged = PeftModel.from_pretrained(base.model, source.location).merge_and_unload()
+    adapter = PeftConfig.from_pretrained(source.location)
+    if ADAPTER_TASKS.get(adapter.task_type) not in (None, auto_class.__name__):
+        # an SFT adapter under a new reward head (or the reverse): the LoRA weights sit on the shared
+        # backbone, whose module names both heads share, so load them without the task-specific wrapper
+        adapter.task_type = None
+    merged = PeftModel.from_pretrained(base.model, source.location, config=adapter).merge_and_unload()
     merged.requires_grad_(True)  # peft froze the base to load the adapter; a plain model is trainable again
     tokenizer = load_tokenizer(source, cfg, base.family) if (Path(source.location) / "tokenizer_config.json"
                                                               ).is_file() else base.tokenizer

@@ -47,9 +47,26 @@ def _versus(evaluation: dict[str, Any]) -> str:
     return f"vs {against['stage']}: " + ", ".join(parts)
 
 
+def provenance() -> str:
+    """When, by what code and on what machine the report was written: figures depend on all three."""
+    import time
+
+    import torch
+
+    from llmforge import __version__
+    from llmforge.engine.run_record import source_commit
+    from llmforge.machine import cpu_summary
+
+    commit = source_commit()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"Written {time.strftime('%Y-%m-%d %H:%M %Z')} by llmforge {__version__}"
+            + (f" (commit {commit[:12]}{'-dirty' if commit.endswith('-dirty') else ''})" if commit else "")
+            + f" on {cpu_summary()}, {device}, torch {torch.__version__} with {torch.get_num_threads()} threads.")
+
+
 def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict], plots: dict[str, list[Path]],
            root: Path) -> list[Block]:
-    out: list[Block] = [("h1", title)]
+    out: list[Block] = [("h1", title), ("p", provenance())]
     rows = []
     for row in stages:
         final = row.get("final_metrics", {})

@@ -12,14 +12,17 @@ from pathlib import Path
 from llmforge.engine.run_record import MetricsLog
 from llmforge.errors import UserError
 
-# figure name -> (y label, series keys in metrics.jsonl; "eval_" ones are the held-out points)
+# figure name -> (y label, series keys in metrics.jsonl; "eval_" ones are the held-out points). Quantities
+# on different scales get figures of their own: training token accuracy (teacher-forced, per token) is
+# not the held-out exact match of greedy answers.
 FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "loss": ("loss", ("loss", "eval_loss")),
     "reward": ("reward", ("reward", "rewards/reward_model", "rewards/arithmetic", "rewards/final_number",
                           "mean_reward", "eval_mean_reward", "rewards/chosen", "rewards/rejected")),
     "kl": ("KL (nats)", ("kl", "objective/kl")),
-    "accuracy": ("accuracy", ("accuracy", "eval_accuracy", "rewards/accuracies", "eval_rewards/accuracies",
-                              "mean_token_accuracy")),
+    "accuracy": ("exact match / pair accuracy", ("accuracy", "eval_accuracy", "rewards/accuracies",
+                                                 "eval_rewards/accuracies")),
+    "token-accuracy": ("token accuracy (teacher-forced)", ("mean_token_accuracy", "eval_mean_token_accuracy")),
     "margin": ("margin", ("margin", "eval_margin", "rewards/margins", "eval_rewards/margins")),
 }
 SMOOTH_FROM = 30  # points; fewer are drawn as they are
@@ -48,6 +51,22 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
+def merge_identical(drawn: list[tuple[str, list, list]]) -> list[tuple[str, list, list]]:
+    """Series with points, one line for series that are the same numbers (PPO's `reward` is
+    `rewards/arithmetic` when that is its only source): one line labelled with both names, not one line
+    hidden under another."""
+    merged: list[tuple[str, list, list]] = []
+    for key, x, y in drawn:
+        if not x:
+            continue
+        same = next((i for i, (_, mx, my) in enumerate(merged) if mx == x and my == y), None)
+        if same is None:
+            merged.append((key, x, y))
+        else:
+            merged[same] = (f"{merged[same][0]} = {key}", x, y)
+    return merged
+
+
 def plot_run(run: Path, out_dir: Path, prefix: str = "") -> list[Path]:
     """Write PREFIX<figure>.png under out_dir for each figure the run has data for; returns the files."""
     import matplotlib
@@ -59,11 +78,10 @@ def plot_run(run: Path, out_dir: Path, prefix: str = "") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (label, keys) in FIGURES.items():
-        drawn = [(key, *series(rows, key)) for key in keys]
-        drawn = [(key, x, y) for key, x, y in drawn if x]
+        drawn = merge_identical([(key, *series(rows, key)) for key in keys])
         if not drawn:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
         for key, x, y in drawn:
             held_out = key.startswith("eval_")
             if held_out:
@@ -77,7 +95,7 @@ def plot_run(run: Path, out_dir: Path, prefix: str = "") -> list[Path]:
         ax.set_ylabel(label)
         ax.set_title(f"{Path(run).name}: {name}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=9)
         fig.tight_layout()
         path = out_dir / f"{prefix}{name}.png"
         fig.savefig(path)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from llmforge.engine.adapters import apply_adapter, lora_config
 from llmforge.engine.files import publish_dir
 from llmforge.errors import UserError
 from llmforge.registry import LoadedModel, ModelSource, count_parameters, load_model
+from llmforge.registry.folders import save_model_folder
 from llmforge.registry.runs import read_run_info
 from llmforge.rl.rewards import NEEDS_COLUMN
 
@@ -61,8 +64,8 @@ def anchor_start(cfg: RunConfig, loaded: LoadedModel, needed: bool | None = None
 
     Adapter folders record their base by this name, and TRL builds reference models
     from it. A hub model or folder is named as it is; weights that exist nowhere on disk
-    (a preset built from scratch, an adapter merged on load) are saved once to
-    output_dir/base. `needed` defaults to "the run trains an adapter".
+    (a preset built from scratch, an adapter merged on load, a new score head) are saved once
+    to output_dir/base. `needed` defaults to "the run trains an adapter".
     """
     if not (cfg.adapter.type in ADAPTER_TYPES if needed is None else needed):
         return None
@@ -71,14 +74,36 @@ def anchor_start(cfg: RunConfig, loaded: LoadedModel, needed: bool | None = None
         base = Path(cfg.output_dir) / "base"
         if process_state().is_main_process and not (base / "config.json").is_file():
             staging = Path(cfg.output_dir) / ".base-staging"
-            loaded.model.save_pretrained(staging, safe_serialization=True)
-            loaded.tokenizer.save_pretrained(staging)
+            save_base(staging, loaded)
             publish_dir(staging, base)
         process_state().wait_for_everyone()
         location = str(base.resolve())
     loaded.model.name_or_path = location  # what peft records as base_model_name_or_path
     loaded.model.config.name_or_path = location
     return location
+
+
+WEIGHT_FILES = ("*.safetensors", "model.safetensors.index.json")
+
+
+def save_base(folder: Path, loaded: LoadedModel) -> None:
+    """The start of an adapter run as a folder of its own. When its weights already lie in a local folder
+    (an SFT run's final/ under a reward model's new head), they are hard-linked there (copied across file
+    systems) and only the config, which records the head, is new."""
+    source = Path(loaded.weights_from) if loaded.weights_from else None
+    files = [f for pattern in WEIGHT_FILES for f in source.glob(pattern)] if source and source.is_dir() else []
+    if not files:
+        save_model_folder(folder, loaded.model, loaded.tokenizer, loaded.family)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded.model.config.architectures = [type(loaded.model).__name__]
+    loaded.model.config.save_pretrained(str(folder))
+    loaded.tokenizer.save_pretrained(str(folder))
+    for file in files:
+        try:
+            os.link(file, folder / file.name)
+        except OSError:
+            shutil.copy2(file, folder / file.name)
 
 
 def capped_eval(data: Any, cfg: RunConfig) -> Any:

@@ -17,7 +17,7 @@ from llmforge.data.preference_data import prepare_prompt_data
 from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import quantization_kwargs
 from llmforge.errors import UserError
-from llmforge.inference import stop_token_ids
+from llmforge.inference import stops_of
 from llmforge.registry import load_model
 from llmforge.rl.rewards import REWARD_FUNCTIONS
 from llmforge.stages.base import StageParts
@@ -65,7 +65,7 @@ class GRPOStage:
         args = {"num_generations": g.num_generations, "beta": g.beta, "max_completion_length": g.max_new_tokens,
                 "temperature": g.temperature, "top_p": g.top_p, "loss_type": g.loss_type,
                 "scale_rewards": g.scale_rewards, "reward_weights": g.reward_weights, "disable_dropout": True,
-                "generation_kwargs": {"eos_token_id": stop_token_ids(loaded)}, "log_completions": False}
+                "generation_kwargs": {"eos_token_id": stops_of(loaded)}, "log_completions": False}
         peft, summary = trainer_adapter(cfg, loaded)
         kwargs: dict[str, Any] = {"reward_funcs": funcs, "reward_processing_classes": reward_tokenizers, **peft}
         return StageParts(

@@ -19,7 +19,7 @@ from llmforge.distributed.strategy import accelerator_for
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
 from llmforge.errors import UserError
 from llmforge.eval.reward import load_reward_model, saved_statistics
-from llmforge.inference import stop_token_ids
+from llmforge.inference import stops_of
 from llmforge.registry import load_model
 from llmforge.rl.rewards import Scorer
 from llmforge.rl.trainer import PPOTrainer
@@ -103,7 +103,7 @@ class PPOStage:
             # built after TrainingArguments, whose set-up resets accelerate's state
             trainer_kwargs={"make_accelerator": lambda: accelerator_for(cfg, layer_class),
                             "value_model": value_model, "ref_model": ref_model,
-                            "scorer": scorer, "options": o, "stop_ids": stop_token_ids(loaded),
+                            "scorer": scorer, "options": o, "stop_ids": stops_of(loaded),
                             "value_scale": value_scale},
             parents=parents,
             data={"fingerprints": fingerprints, "train_prompts": len(prompts), "dropped_long_prompts": dropped,

@@ -31,6 +31,16 @@ from llmforge.stages.common import anchor_start, capped_eval, model_summary, par
 log = logging.getLogger("llmforge")
 
 
+def records_one_score_head(folder: str | None) -> bool:
+    """Whether a local model folder's config describes a one-label sequence classifier."""
+    config_file = Path(folder) / "config.json" if folder else None
+    if config_file is None or not config_file.is_file():
+        return False
+    config = json.loads(config_file.read_text())
+    one_label = len(config.get("id2label") or {}) == 1 or config.get("num_labels") == 1
+    return one_label and any(a.endswith("ForSequenceClassification") for a in config.get("architectures") or [])
+
+
 def _full_sequences(pairs: Dataset, max_length: int) -> Dataset:
     """prompt + answer ids per side, cut to max_length (pairs kept under `truncation: truncate`)."""
     def join(row: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +76,10 @@ class RewardStage:
                             **quantization_kwargs(cfg.adapter))
         if ensure_distinct_pad(loaded.model, loaded.tokenizer):
             loaded.reloadable_from = None  # the base on disk lacks the added pad token
+        elif not records_one_score_head(loaded.reloadable_from):
+            # a LoRA reward model's base must say "one score" where transformers and peft read it (its
+            # config.json), or their loaders build a two-label head and fail on the adapter's one-score head
+            loaded.weights_from, loaded.reloadable_from = loaded.reloadable_from, None
         anchor_start(cfg, loaded)
         model = apply_adapter(loaded.model, cfg.adapter, loaded.family, task_type="SEQ_CLS")
         data = prepare_preference_data(cfg.data, loaded.tokenizer, cfg.seed, "rm")

@@ -69,7 +69,7 @@ def test_saved_adapter_config_is_the_same_bytes_whatever_the_set_order(tmp_path)
 
     from peft import LoraConfig, PeftConfig
 
-    from llmforge.engine.adapters import canonical_adapter_config
+    from llmforge.registry.folders import canonical_adapter_config
 
     saved = []
     for order in (["q_proj", "v_proj", "o_proj"], ["o_proj", "q_proj", "v_proj"]):

@@ -161,3 +161,26 @@ def test_an_adapter_folder_loads_as_a_plain_trainable_model(tmp_path):
     assert all(p.requires_grad for p in loaded.model.parameters())
     merged_q = loaded.model.model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(merged_q, base.model.model.layers[0].self_attn.q_proj.weight)  # the adapter is in
+
+
+def test_an_sft_adapter_loads_under_a_reward_head(tmp_path):
+    """A reward model started from a LoRA SFT run gets the SFT weights: the causal-LM adapter's LoRA weights
+    are merged into the backbone under the new one-score head (peft's causal-LM wrapper cannot hold it)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    base = load_model(ModelConfig(name="tiny-llama"))
+    base.model.save_pretrained(tmp_path / "base")
+    base.tokenizer.save_pretrained(tmp_path / "base")
+    peft_model = get_peft_model(load_model(ModelConfig(name=str(tmp_path / "base"))).model,
+                                LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False,
+                                           task_type="CAUSAL_LM"))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    causal = load_model(ModelConfig(name=str(tmp_path / "adapter"))).model
+    scorer = load_model(ModelConfig(name=str(tmp_path / "adapter")), AutoModelForSequenceClassification,
+                        num_labels=1).model
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(scorer.state_dict()[q], causal.state_dict()[q])
+    assert not torch.equal(scorer.state_dict()[q], base.model.state_dict()[q])
+    assert scorer.config.num_labels == 1

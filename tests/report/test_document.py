@@ -43,3 +43,25 @@ def test_report_tables_plots_and_escaping(tmp_path):
     html = page.read_text()
     assert "&lt;b&gt;2 | 2&lt;/b&gt;" in html and "<b>2" not in html
     assert html.count("<img src='plots/") == 2
+
+
+def test_report_says_when_by_what_code_and_on_what_machine(tmp_path):
+    import time
+
+    import torch
+
+    from llmforge import __version__
+    from llmforge.machine import cpu_info
+
+    md, _ = write_report(tmp_path, "Pipeline", [], {}, {})
+    header = md.read_text().splitlines()[2]
+    assert time.strftime("%Y-%m-%d") in header and f"llmforge {__version__}" in header
+    assert cpu_info()["model"] in header and f"torch {torch.__version__}" in header
+
+
+def test_sample_prompts_end_on_a_whole_word():
+    from llmforge.pipeline.evaluation import word_prefix
+
+    assert word_prefix("One cold day, Ben went to the park.", 24) == "One cold day, Ben went"
+    assert word_prefix("Supercalifragilistic words", 5) == "Supercalifragilistic"
+    assert word_prefix("a b", 24) == "a b"

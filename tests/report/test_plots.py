@@ -43,3 +43,20 @@ def test_cli_writes_beside_the_run_and_refuses_a_folder_without_logs(tmp_path):
     assert (tmp_path / "run" / "plots" / "loss.png").is_file()
     result = run_cli("plot", str(tmp_path / "empty"))
     assert result.returncode == 2 and "no metrics.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_identical_series_are_one_line_named_for_both():
+    from llmforge.report.plots import merge_identical
+
+    x, same, other = [1, 2, 3], [0.1, 0.5, 0.9], [0.1, 0.4, 0.9]
+    merged = merge_identical([("reward", x, same), ("rewards/arithmetic", x, list(same)), ("rewards/rm", x, other),
+                              ("kl", [], [])])
+    assert [name for name, _, _ in merged] == ["reward = rewards/arithmetic", "rewards/rm"]
+
+
+def test_token_accuracy_and_exact_match_get_separate_figures(tmp_path):
+    """Teacher-forced token accuracy (~0.9) and greedy exact match (~0.5) are not one quantity on one axis."""
+    rows = [{"step": s, "loss": 1.0 / s, "mean_token_accuracy": 0.8 + s / 1000} for s in range(1, 11)]
+    write_metrics(tmp_path / "run", rows + [{"step": 10, "eval_accuracy": 0.45}])
+    names = sorted(p.name for p in plot_run(tmp_path / "run", tmp_path / "plots"))
+    assert names == ["accuracy.png", "loss.png", "token-accuracy.png"]

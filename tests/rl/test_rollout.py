@@ -6,7 +6,7 @@ import torch
 
 from llmforge.config.schema import ModelConfig
 from llmforge.data.chat import encode_prompt
-from llmforge.inference import stop_token_ids
+from llmforge.inference import stops_of
 from llmforge.registry import load_model
 from llmforge.rl.core import left_pad, logprobs_of, position_ids, response_mask
 from llmforge.rl.models import response_logprobs
@@ -21,7 +21,7 @@ def test_recomputed_logprobs_equal_the_samplers_at_the_same_temperature_despite_
                for text in ("What is 3 + 4?", "Compute 18 - 5, please, and show it.", "2 + 2 = ?")]
     ids, mask = left_pad(prompts, tokenizer.pad_token_id)
     assert len({len(p) for p in prompts}) > 1  # the batch really is padded
-    stops, temperature = stop_token_ids(loaded), 0.7
+    stops, temperature = stops_of(loaded), 0.7
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=6, do_sample=True,
                          temperature=temperature, top_k=0, top_p=1.0, eos_token_id=stops,
                          pad_token_id=tokenizer.pad_token_id, output_logits=True, return_dict_in_generate=True)

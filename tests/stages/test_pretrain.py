@@ -75,6 +75,43 @@ def test_tensorboard_events_written(pretrained):
     assert events and events[0].stat().st_size > 0
 
 
+def test_one_tensorboard_stream_holds_every_logged_metric(pretrained):
+    """The final evaluation goes to the run's own stream (not a second file under checkpoints/), with its
+    perplexity, and every key metrics.jsonl logged is a TensorBoard tag."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder, _, _ = pretrained
+    run = folder / "run"
+    events = list(run.rglob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].parent == run / "tensorboard", events
+    tags = set(EventAccumulator(str(events[0])).Reload().Tags()["scalars"])
+    logged = {k for line in (run / "metrics.jsonl").read_text().splitlines()
+              for k, v in json.loads(line).items() if k != "step" and isinstance(v, (int, float))}
+    assert {"loss", "eval_loss", "eval_perplexity"} <= tags
+    assert logged <= tags, logged - tags
+    perplexities = [e.value for e in EventAccumulator(str(events[0])).Reload().Scalars("eval_perplexity")]
+    assert perplexities[-1] == pytest.approx(json.loads((run / "run.json").read_text())["final_metrics"]
+                                             ["eval_perplexity"], rel=1e-6)
+
+
+def test_the_last_step_is_evaluated_once(pretrained):
+    """eval.every_steps divides max_steps: the trainer's evaluation at step 60 is the final one, not redone."""
+    folder, _, _ = pretrained
+    lines = [json.loads(x) for x in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "eval_loss" in r] == [30, 60]
+
+
+def test_run_json_says_what_is_machine_specific(pretrained):
+    folder, _, _ = pretrained
+    info = json.loads((folder / "run" / "run.json").read_text())
+    machine = info["machine"]
+    assert machine["cpu"]["model"] and isinstance(machine["cpu"]["extensions"], list)
+    assert machine["torch_threads"] == torch.get_num_threads() and "deterministic_algorithms" in machine
+    assert info["precision"]["weights"] == "float32"
+    if not torch.cuda.is_available():
+        assert info["precision"] == {**info["precision"], "device": "cpu", "compute": "float32"}
+
+
 def test_finished_run_is_not_retrained(pretrained):
     folder, recipe, _ = pretrained
     run_json = folder / "run" / "run.json"
