@@ -376,6 +376,14 @@ def _run(argv: Sequence[str] | None) -> int:
     except UserError as exc:
         print(f"llmforge: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except OSError as exc:
+        from llmforge.engine.files import disk_full
+
+        if not disk_full(exc):
+            raise
+        print(f"llmforge: error: no space left on the disk holding {exc.filename or 'a file llmforge wrote'}. "
+              "Free space and run the same command again.", file=sys.stderr)
+        return EXIT_USER
     except KeyboardInterrupt:
         print("llmforge: interrupted", file=sys.stderr)
         return 130

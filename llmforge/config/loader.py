@@ -60,12 +60,27 @@ def _dotted_keys(tree: dict[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping (first on line {seen[key]}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """safe_load one YAML mapping, with errors that name the file and line."""
     if not path.is_file():
         raise UserError(f"Config file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -130,6 +145,8 @@ def apply_override(raw: RawConfig, text: str) -> None:
             continue
         if not isinstance(node, dict):
             raise UserError(f"Override '{text}': '{'.'.join(path[:i])}' is not a section, it holds a value.")
+        if part not in node:  # a section the override creates is the command line's, for error messages
+            raw.origins[".".join(path[: i + 1])] = COMMAND_LINE
         node = node.setdefault(part, {})
     last = path[-1]
     if isinstance(node, list):
@@ -187,6 +204,10 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
         return f"unknown key '{dotted}' (set in {where}).{hint}{listing}"
     if kind == "missing":
         return f"missing required key '{dotted}'. Add it to the recipe or pass {dotted}=... on the command line."
+    if not loc or error["type"] == "value_error" and isinstance(error.get("input"), dict):
+        # a check across keys (a model validator): the message names them; there is no single value to show
+        message = error["msg"].removeprefix("Value error, ")
+        return f"{message} (section {dotted}; set in {where})." if loc else f"{message}."
     got = error.get("input")
     shown = repr(got) if not isinstance(got, dict) else "a mapping"
     return f"'{dotted}' (set in {where}): {error['msg']}; got {shown}."

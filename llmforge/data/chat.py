@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmforge.data.formats import Message, to_conversation
+from llmforge.data.rows import where
 from llmforge.errors import UserError
 
 IGNORE = -100
@@ -74,7 +75,7 @@ def encode_row(tokenizer: Any, row: dict[str, Any], fmt: str, label: str, index:
     if fmt == "text":
         text = row.get("text")
         if not isinstance(text, str):
-            raise UserError(f"{label}, row {index}: 'text' must be a string, got {type(text).__name__}.")
+            raise UserError(f"{where(label, index)}: 'text' must be a string, got {type(text).__name__}.")
         return encode_text(tokenizer, text) if text.strip() else None
     messages = to_conversation(row, fmt, label, index)
     return encode_conversation(tokenizer, messages, train_on) if messages else None

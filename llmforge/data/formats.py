@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmforge.data.rows import where
 from llmforge.errors import UserError
 
 Message = dict[str, str]
@@ -32,7 +33,7 @@ class RowError(UserError):
 
 def row_error(label: str, index: int, problem: str, fmt: str) -> RowError:
     needed = " and ".join(f"'{f}'" for f in REQUIRED[fmt])
-    return RowError(f"{label}, row {index}: {problem}. '{fmt}' rows need {needed}; if your file names them "
+    return RowError(f"{where(label, index)}: {problem}. '{fmt}' rows need {needed}; if your file names them "
                     "differently, map them with columns: {expected: yours}.")
 
 
@@ -112,7 +113,7 @@ def graded_prompts(rows: Any, label: str) -> list[dict[str, Any]]:
     items = []
     for index, row in enumerate(rows):
         if row.get("answer") is None:
-            raise UserError(f"{label}, row {index}: prompt rows need an 'answer' to grade generations against "
+            raise UserError(f"{where(label, index)}: prompt rows need an 'answer' to grade generations against "
                             "(map it with columns: {answer: yours}).")
         items.append({"messages": to_prompt(row, label, index), "answer": str(row["answer"])})
     return items

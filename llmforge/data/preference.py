@@ -12,6 +12,7 @@ skipped and counted; rows with a broken structure are errors naming the row.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +104,17 @@ def _without_prompt(messages: list[Message], prompt: list[Message]) -> list[Mess
     return messages
 
 
+def check_scores(row: dict[str, Any], label: str, index: int) -> None:
+    """Scores, when given, are finite numbers: a NaN score would compare unequal to everything and pass as
+    a preference."""
+    for field in ("score_chosen", "score_rejected"):
+        value = row.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _fail(label, index, f"'{field}' must be a finite number, got {value!r}")
+
+
 def skip_reason(row: dict[str, Any], pair: Pair) -> str | None:
     """Why a well-formed pair teaches nothing, if it does not."""
     scores = row.get("score_chosen"), row.get("score_rejected")
@@ -121,6 +133,7 @@ def to_pair(row: dict[str, Any], label: str, index: int) -> Pair:
     for field in ("chosen", "rejected"):
         if row.get(field) is None:
             raise _fail(label, index, f"'{field}' missing field")
+    check_scores(row, label, index)
     if row.get("prompt") is not None:
         prompt = _messages(row["prompt"], "prompt", "user", label, index)
         chosen = _without_prompt(_messages(row["chosen"], "chosen", "assistant", label, index), prompt)

@@ -26,7 +26,7 @@ from llmforge.data.splits import check_formats, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
-PREFERENCE_VERSION = 1
+PREFERENCE_VERSION = 2  # 2: truncated pairs keep only the tokens that train
 EMPTY: dict[str, Any] = {"prompt": [], "chosen": [], "rejected": [], "prompt_ids": [], "chosen_ids": [],
                          "rejected_ids": []}
 
@@ -59,7 +59,9 @@ def _encode_fn(tokenizer: Any, label: str, max_length: int, policy: str):
         if len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)) > max_length:
             if policy == "drop" or len(prompt_ids) >= max_length:
                 return {**EMPTY, "status": "dropped_too_long"}
-            status = "truncated"
+            status = "truncated"  # answers cut where training cuts them, so token counts are what trains
+            room = max_length - len(prompt_ids)
+            chosen_ids, rejected_ids = chosen_ids[:room], rejected_ids[:room]
         return {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "prompt_ids": prompt_ids,
                 "chosen_ids": chosen_ids, "rejected_ids": rejected_ids, "status": status}
 

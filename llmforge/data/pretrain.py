@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +13,13 @@ from datasets import Dataset, DatasetDict, IterableDataset, concatenate_datasets
 from llmforge.config.schema import DataConfig, DataSource
 from llmforge.data.cache import cache_key, cache_root, prepare_once
 from llmforge.data.packing import pack_rows
+from llmforge.data.rows import where
 from llmforge.data.sources import LoadedSource, load_source
 from llmforge.errors import UserError
 
-PACKING_VERSION = 2  # 2: cache entries carry their row/token counts
+log = logging.getLogger("llmforge")
+
+PACKING_VERSION = 3  # 3: cache entries count the rows left out for having no text
 
 
 @dataclass
@@ -50,8 +55,10 @@ def _tokenize_fn(tokenizer: Any, label: str):
     def tokenize(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
         texts = []
         for index, text in zip(indices, batch["text"], strict=True):
+            if isinstance(text, float) and math.isnan(text):  # an empty cell read through pandas
+                text = None
             if text is not None and not isinstance(text, str):
-                raise UserError(f"{label}, row {index}: 'text' must be a string, got "
+                raise UserError(f"{where(label, index)}: 'text' must be a string, got "
                                 f"{type(text).__name__} ({str(text)[:60]!r}). Fix or remove that row.")
             texts.append(text or "")
         encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -67,13 +74,19 @@ def _tokenized(src: LoadedSource, tokenizer: Any) -> Dataset | IterableDataset:
     return src.rows.map(_tokenize_fn(tokenizer, src.label), **kwargs)
 
 
-def _packed(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig) -> Dataset:
+def _packed(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig) -> tuple[Dataset, int]:
+    """The packed blocks, and how many rows were left out for having no text (null, NaN or empty)."""
     tokenized = concatenate_datasets([_tokenized(src, tokenizer) for src in sources])
     if len(tokenized) == 0:
         raise UserError(f"{', '.join(s.label for s in sources)}: no non-empty text rows. Check the file "
                         "and the 'text' column mapping.")
-    return Dataset.from_generator(pack_rows, gen_kwargs={"rows": tokenized, "block_size": cfg.max_length,
-                                                         "packing": cfg.packing})
+    empty = sum(len(src.rows) for src in sources) - len(tokenized)
+    if empty:
+        log.warning("%s: %d rows without text (null, NaN or empty) were left out.",
+                    ", ".join(s.label for s in sources), empty)
+    packed = Dataset.from_generator(pack_rows, gen_kwargs={"rows": tokenized, "block_size": cfg.max_length,
+                                                           "packing": cfg.packing})
+    return packed, empty
 
 
 def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps: int) -> PreparedData:
@@ -92,15 +105,17 @@ def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps:
                                                                                   seed=seed)
             train_sources = [LoadedSource(rows["train"], "text", "", "data.train")]
             eval_sources = [LoadedSource(rows["test"], "text", "", "data.train (held-out share)")]
-        splits = {"train": _packed(train_sources, tokenizer, cfg)}
+        splits, meta = {}, {}
+        splits["train"], meta["train_empty_rows"] = _packed(train_sources, tokenizer, cfg)
         if eval_sources:
-            splits["eval"] = _packed(eval_sources, tokenizer, cfg)
-        return DatasetDict(splits), {}
+            splits["eval"], meta["eval_empty_rows"] = _packed(eval_sources, tokenizer, cfg)
+        return DatasetDict(splits), meta
 
     data, meta = prepare_once(cache_root(cfg.cache_dir), key, build)
     fingerprints["prepared"] = key
     stats = {f"{name}_blocks": split["rows"] for name, split in meta["splits"].items()}
     stats["train_tokens"] = meta["splits"]["train"]["tokens"]
+    stats.update({key: meta[key] for key in ("train_empty_rows", "eval_empty_rows") if key in meta})
     return PreparedData(train=data["train"], eval=data.get("eval"), fingerprints=fingerprints, stats=stats)
 
 
@@ -115,7 +130,7 @@ def _streaming(cfg: DataConfig, tokenizer: Any, max_steps: int) -> PreparedData:
     packed = IterableDataset.from_generator(pack_rows, gen_kwargs={"rows": stream, "block_size": cfg.max_length,
                                                                    "packing": cfg.packing})
     evals = _text_sources(cfg.eval, False, "eval")
-    eval_data = _packed(evals, tokenizer, cfg) if evals else None
+    eval_data = _packed(evals, tokenizer, cfg)[0] if evals else None
     fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals],
                     "tokenizer": tokenizer_fingerprint(tokenizer), "streaming": True}
     return PreparedData(train=packed, eval=eval_data, fingerprints=fingerprints, stats={"streaming": True})

@@ -17,6 +17,7 @@ from datasets import Dataset, IterableDataset
 
 from llmforge.config.schema import DataSource
 from llmforge.data.builtin import builtin_fingerprint, get_builtin, resolve_options
+from llmforge.data.rows import FileRows, SourceLabel, read_json_files
 from llmforge.errors import UserError
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
@@ -53,7 +54,7 @@ def load_source(source: DataSource, streaming: bool = False, default_format: str
     elif source.options:
         raise UserError(f"{label}: 'options' only applies to built-in datasets.")
     elif source.path:
-        rows, fingerprint = _load_files(Path(source.path), source, streaming, label)
+        rows, fingerprint, label = _load_files(Path(source.path), source, streaming, label)
         fmt = source.format
     else:
         rows, fingerprint = _load_hub(source, streaming, label)
@@ -116,13 +117,23 @@ def _load_files(path: Path, source: DataSource, streaming: bool, label: str):
     if any(f.stat().st_size == 0 for f in files):
         empty = next(f for f in files if f.stat().st_size == 0)
         raise UserError(f"{label}: {empty} is empty. Give it rows or remove it from the recipe.")
+    if builder == "json" and not streaming:  # read here, so errors name the line (data/rows.py)
+        parsed = read_json_files(files)
+        try:
+            rows = Dataset.from_list(parsed.rows)
+        except Exception as exc:  # pyarrow's type inference on nested values
+            raise UserError(f"{label}: could not hold {path}'s rows in one table ({_root_cause(exc)}). Give every "
+                            "row the same structure for each field.") from None
+        return rows, file_digest(files), SourceLabel(label, tuple(parsed.files))
     try:
         rows = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
                                      streaming=streaming)
     except Exception as exc:  # the builders raise many types for malformed files
         raise UserError(f"{label}: could not read {path} as {builder}: {_root_cause(exc)}. "
                         "Check that every line/row is well-formed.") from None
-    return rows, file_digest(files)
+    kind = {"csv": "csv", "text": "jsonl"}.get(builder, "rows")  # a text file's rows are its lines
+    located = SourceLabel(label, (FileRows(0, files[0].name, kind),)) if len(files) == 1 else label
+    return rows, file_digest(files), located
 
 
 def _load_hub(source: DataSource, streaming: bool, label: str):

@@ -37,9 +37,10 @@ class CheckpointCallback(TrainerCallback):
     becomes the one `resume: auto` picks.
     """
 
-    def __init__(self, folder: Path, keep_last: int) -> None:
+    def __init__(self, folder: Path, keep_last: int, metrics: Path | None = None) -> None:
         self.folder = folder
         self.keep_last = keep_last
+        self.metrics = metrics  # where metrics.jsonl ends is recorded, so a resume cuts it back exactly there
 
     def on_save(self, args, state, control, model=None, **kwargs):
         checkpoint = self.folder / f"checkpoint-{state.global_step}"
@@ -49,7 +50,8 @@ class CheckpointCallback(TrainerCallback):
             raise NonFiniteLoss(state.global_step, "non-finite (NaN/inf) weights")
         process_state().wait_for_everyone()
         if state.is_world_process_zero:
-            checkpoints.mark_complete(checkpoint, state.global_step)
+            offset = self.metrics.stat().st_size if self.metrics is not None and self.metrics.exists() else None
+            checkpoints.mark_complete(checkpoint, state.global_step, offset)
             checkpoints.rotate(self.folder, self.keep_last)
         return control
 
@@ -77,6 +79,24 @@ class NanGuardCallback(TrainerCallback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             raise NonFiniteLoss(state.global_step, f"training loss {loss}")
+        return control
+
+
+class TrainingComplete(Exception):
+    """The run resumed from the checkpoint of its last step: there is nothing left to train."""
+
+
+class StopAtMaxSteps(TrainerCallback):
+    """A run resumed from the checkpoint of its last step publishes that checkpoint instead of training.
+
+    transformers' loop checks for the end only after a step, so resuming at `max_steps` would train one
+    more (step max_steps + 1, changing the weights); a step about to begin at or past the end is stopped
+    here, before its forward pass, with the checkpoint's weights loaded.
+    """
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise TrainingComplete()
         return control
 
 

@@ -69,3 +69,52 @@ def folder_fingerprint(folder: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def writable_or_explain(folder: Path) -> None:
+    """Create `folder` and check a file can be written there (and in what it holds), or say why not."""
+    from llmforge.errors import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for place in [folder, *(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+            fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=place)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        where = Path(exc.filename).parent if getattr(exc, "filename", None) else folder
+        raise UserError(f"output_dir {folder}: cannot write in {where} ({exc.strerror or exc}). Give the user "
+                        "running llmforge write access to it, or choose another output_dir.") from None
+
+
+DISK_FULL_SIGNS = ("no space left on device", "storagefull", "os error 28", "code: 28", "unexpected pos",
+                   "disk quota exceeded")
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an exception (or one it was raised from) says the disk filled up. torch's zip writer reports
+    it as 'unexpected pos', safetensors as StorageFull, Python as ENOSPC/EDQUOT."""
+    import errno
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(sign in str(seen).lower() for sign in DISK_FULL_SIGNS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def disk_full_message(output_dir: Path, checkpoints: Path) -> str:
+    """The folder, the free space, and how much a checkpoint of this run takes."""
+    free = shutil.disk_usage(output_dir).free if output_dir.exists() else 0
+    sizes = [_size(p) for p in checkpoints.glob("checkpoint-*") if p.is_dir()]
+    needed = max(sizes) if sizes else 0
+    need = f"; a checkpoint of this run takes {needed / 2**20:,.0f} MiB" if needed else ""
+    return (f"The disk holding {output_dir} is full ({free / 2**20:,.0f} MiB free{need}), so llmforge stopped "
+            "before writing a partial file over good output.")

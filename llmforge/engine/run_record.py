@@ -143,6 +143,13 @@ class MetricsLog:
             handle.write(json.dumps(record, default=float) + "\n")
             handle.flush()
 
+    def truncate_to(self, offset: int) -> None:
+        """Keep the first `offset` bytes: what was logged when the checkpoint being resumed was taken."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()[:offset]
+        atomic_write_text(self.path, data.decode("utf-8"))
+
     def truncate_after(self, step: int) -> None:
         """Drop lines logged after `step`: a resumed run logs them again."""
         if not self.path.exists():

@@ -55,12 +55,9 @@ class RunLog:
     def __init__(self, metrics: MetricsLog, trackers: list[Tracker] | None = None) -> None:
         self.metrics = metrics
         self.trackers = list(trackers or [])
-        self.last_eval: dict[str, Any] | None = None
 
     def append(self, record: dict[str, Any]) -> None:
         self.metrics.append(record)
-        if any(key.startswith("eval_") for key in record):
-            self.last_eval = record
         for tracker in self.trackers:
             try:
                 tracker.log(record)

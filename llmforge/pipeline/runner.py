@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from llmforge.engine import capabilities
 from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
 from llmforge.engine.run_record import changes_since
 from llmforge.errors import UserError
@@ -88,6 +89,11 @@ def judge_for(stage: PipelineStage, earlier: list[PipelineStage], named: str | N
 
 
 def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
+    for stage in pipeline.stages:  # a stage this machine cannot run fails now, not after the ones before it
+        try:
+            capabilities.check(stage.config)
+        except UserError as exc:
+            raise UserError(f"stage '{stage.name}': {exc}") from None
     root = pipeline.output_dir
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     summary: list[dict[str, Any]] = []

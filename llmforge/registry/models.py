@@ -155,8 +155,9 @@ def load_model(
     if len(tokenizer) > config.vocab_size:
         raise UserError(f"model.tokenizer '{cfg.tokenizer}' has {len(tokenizer)} tokens but '{cfg.name}' "
                         f"embeds only {config.vocab_size}; use the model's own tokenizer.")
+    # safetensors only: a pytorch_model.bin is a pickle, and nothing is unpickled from a model folder
     model = _hub_call(auto_class.from_pretrained, source.location, cfg, what="weights", dtype=dtype,
-                      attn_implementation=_attn(cfg), **model_kwargs)
+                      attn_implementation=_attn(cfg), use_safetensors=True, **model_kwargs)
     reload = str(Path(source.location).resolve()) if source.kind != "hub" else source.location
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, source=source, reloadable_from=reload)
 

@@ -6,13 +6,15 @@ the atomic publication of final/ are the engine's, shared with every stage. The 
 itself runs on accelerate, which gives DDP, FSDP2 and DeepSpeed one code path.
 
 Checkpoints hold everything that decides the future of the run: policy and value
-weights, the optimizer, the scheduler, the KL controller, the step (which fixes the
-prompt position: prompt order is a pure function of seed and epoch) and every
-process's RNG state. Resuming from one continues exactly as if never stopped.
+weights, the optimizer and every process's RNG state (accelerate's files, read with
+weights_only), and the scheduler, the KL controller and the step (which fixes the prompt
+position: prompt order is a pure function of seed and epoch) as JSON. Resuming from one
+continues exactly as if never stopped.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -25,6 +27,7 @@ from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback, 
 from transformers.trainer_utils import TrainOutput
 
 from llmforge.config.schema import PPOOptions
+from llmforge.engine.files import atomic_write_json
 from llmforge.rl.core import KLController, masked_mean, policy_loss, value_loss
 from llmforge.rl.models import (
     PolicyAndValue,
@@ -34,6 +37,8 @@ from llmforge.rl.models import (
     response_logprobs,
 )
 from llmforge.rl.rollout import Rollout, RolloutSettings, make_rollout
+
+LOOP_STATE = "ppo_state.json"  # step, KL controller and scheduler: what accelerate's state files do not hold
 
 
 class Progress:
@@ -98,7 +103,6 @@ class PPOTrainer:
         self.model = accelerator.unwrap_model(self.model_wrapped)
         self.kl = KLController(options.kl_coef, options.kl_target, options.kl_horizon)
         self.progress = Progress()
-        accelerator.register_for_checkpointing(self.scheduler, self.kl, self.progress)
         self.settings = RolloutSettings(
             max_new_tokens=options.max_new_tokens, temperature=options.temperature, top_p=options.top_p,
             stop_ids=stop_ids, pad_id=processing_class.pad_token_id, micro_batch_size=args.per_device_train_batch_size,
@@ -126,6 +130,7 @@ class PPOTrainer:
     def train(self, resume_from_checkpoint: str | None = None) -> TrainOutput:
         if resume_from_checkpoint:
             self.accelerator.load_state(resume_from_checkpoint)
+            self._load_loop_state(Path(resume_from_checkpoint))
         self.state.global_step = self.progress.step
         self.callback_handler.on_train_begin(self.args, self.state, self.control)
         started, window, losses = time.time(), defaultdict(list), []
@@ -229,8 +234,19 @@ class PPOTrainer:
     def save_checkpoint(self) -> None:
         folder = Path(self.args.output_dir) / f"checkpoint-{self.progress.step}"
         self.accelerator.save_state(str(folder), safe_serialization=True)
+        if self.accelerator.is_main_process:
+            atomic_write_json(folder / LOOP_STATE, {"step": self.progress.step, "kl": self.kl.state_dict(),
+                                                   "scheduler": self.scheduler.state_dict()})
         self.accelerator.wait_for_everyone()
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
+
+    def _load_loop_state(self, folder: Path) -> None:
+        """The loop's own state as JSON (never a pickle: accelerate unpickles registered objects with
+        weights_only=False, which would run code planted in a checkpoint)."""
+        state = json.loads((folder / LOOP_STATE).read_text())
+        self.progress.load_state_dict({"step": state["step"]})
+        self.kl.load_state_dict(state["kl"])
+        self.scheduler.load_state_dict(state["scheduler"])
 
     def final_model(self) -> tuple[Any, dict[str, torch.Tensor]]:
         """(the policy, its full state dict gathered from every rank); called on every rank."""

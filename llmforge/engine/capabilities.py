@@ -1,0 +1,43 @@
+"""What a recipe asks of the machine, checked before anything is loaded or launched.
+
+A recipe can be valid and still impossible here: 8-bit AdamW without bitsandbytes or a GPU,
+flash-attention 2 without the flash-attn package, Liger kernels on a CPU, QLoRA without CUDA. Each is a
+user error (exit 2) that says what to install or change, rather than a library's traceback minutes in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from llmforge.config.schema import RunConfig
+from llmforge.errors import UserError
+
+
+def _has(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def problems(cfg: RunConfig) -> list[str]:
+    gpu = torch.cuda.is_available()
+    found = []
+    if cfg.train.optimizer == "adamw_8bit" and not (gpu and _has("bitsandbytes")):
+        need = "a CUDA GPU and bitsandbytes (pip install bitsandbytes)" if not gpu else "pip install bitsandbytes"
+        found.append(f"train.optimizer=adamw_8bit needs {need}; use adamw_torch here")
+    if cfg.model.attn_implementation == "flash_attention_2" and not (gpu and _has("flash_attn")):
+        need = "a CUDA GPU and the flash-attn package" if not gpu else "the flash-attn package (pip install flash-attn)"
+        found.append(f"model.attn_implementation=flash_attention_2 needs {need}; use auto (PyTorch SDPA) here")
+    if cfg.train.liger_kernel and not (gpu and _has("liger_kernel")):
+        found.append("train.liger_kernel needs a CUDA GPU and the liger-kernel package (pip install liger-kernel); "
+                     "set it to false here")
+    if cfg.adapter.type == "qlora" and not (gpu and _has("bitsandbytes")):
+        found.append("adapter.type=qlora loads the base in 4 bits with bitsandbytes, which needs a CUDA GPU (and pip "
+                     "install bitsandbytes); on this machine use adapter.type=lora")
+    return found
+
+
+def check(cfg: RunConfig) -> None:
+    found = problems(cfg)
+    if found:
+        raise UserError("This machine cannot run the recipe as written:\n  - " + "\n  - ".join(found) + ".")
