@@ -52,13 +52,31 @@ def _numpy_globals() -> list:
             *(type(np.dtype(t)) for t in ("uint32", "float32", "float64", "int64", "int32", "bool"))]
 
 
+# Data classes of the libraries whose checkpoints llmforge resumes: DeepSpeed's ZeRO optimizer state holds its
+# loss-scaler settings and ZeRO stage. Allowed by name, imported only when a file names them.
+LIBRARY_CLASSES = ("deepspeed.runtime.fp16.loss_scaler.LossScaler", "deepspeed.runtime.zero.config.ZeroStageEnum")
+
+
+def _library_classes(path: Path) -> list:
+    import importlib
+
+    import torch
+
+    named = set(torch.serialization.get_unsafe_globals_in_checkpoint(path)) & set(LIBRARY_CLASSES)
+    classes = []
+    for name in sorted(named):
+        module, _, attribute = name.rpartition(".")
+        classes.append(getattr(importlib.import_module(module), attribute))
+    return classes
+
+
 def check_file(path: Path) -> None:
     """Raise UnsafePickle when `path` would build anything but tensors and plain data."""
     import torch
 
     try:
         if zipfile.is_zipfile(path):  # torch.save's format
-            with torch.serialization.safe_globals(_numpy_globals()):
+            with torch.serialization.safe_globals(_numpy_globals() + _library_classes(path)):
                 torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         else:
             with path.open("rb") as handle:

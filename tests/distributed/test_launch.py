@@ -104,6 +104,26 @@ def test_sharded_strategies_resume_from_their_checkpoint(recipe, runs, strategy)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_sharded_checkpoints_load_safely_and_refuse_a_planted_pickle(runs, strategy, tmp_path):
+    """DeepSpeed unpickles its optimizer state with weights_only=False: its real checkpoints pass llmforge's
+    check (tensors, plain data and DeepSpeed's own loss-scaler and stage classes), a planted pickle does not."""
+    from llmforge.engine.safe_pickles import UnsafePickle, check_pickles
+    from tests.faults.harness import Exploit
+
+    if strategy not in runs:
+        pytest.skip(f"the {strategy} run failed")
+    checkpoint = tmp_path / "checkpoint-8"
+    shutil.copytree(runs[strategy] / "checkpoints" / "checkpoint-8", checkpoint)
+    check_pickles(checkpoint)
+    target = sorted(p for p in checkpoint.rglob("*.pt") if "optim" in p.name)[0]
+    canary = tmp_path / "pwned"
+    torch.save({"state": Exploit(canary)}, target)
+    with pytest.raises(UnsafePickle, match=target.name):
+        check_pickles(checkpoint)
+    assert not canary.exists()
+
+
 def test_two_nodes_on_loopback(recipe, runs):
     out = recipe.parent / "two-nodes"
     port = free_port()
