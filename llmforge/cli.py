@@ -49,10 +49,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from llmforge.pipeline.runner import run_pipeline
+    from llmforge.pipeline.runner import plan, run_pipeline
     from llmforge.pipeline.spec import load_pipeline
 
     pipeline = load_pipeline(args.config, args.overrides)
+    print("\n".join(plan(pipeline)), flush=True)
     if args.dry_run:
         for stage in pipeline.stages:
             needs = f" (uses {', '.join(stage.needs)})" if stage.needs else ""
@@ -243,7 +244,7 @@ EXAMPLES = {
             "--dataset arithmetic-prompts",
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
-    "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --only overhead,online",
+    "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online",
     "models": "llmforge models --runs runs",
     "datasets": "llmforge datasets",
 }
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = command("bench", _bench, "measure speed and memory of every stage, side by side with plain TRL, "
                     "a plain PyTorch loop and this device's matmul ceiling")
     bench.add_argument("--quick", action="store_true", help="the small CPU workload (under 5 minutes on a CPU)")
-    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,online (default: all)")
+    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,scaling,online (default: all)")
     bench.add_argument("--steps", type=int, help="steps per workload (default: by mode; half are warm-up)")
     bench.add_argument("--json", help="also write every figure to this JSON file")
     models = command("models", _models, "list model presets and local runs")

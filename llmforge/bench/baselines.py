@@ -72,6 +72,62 @@ def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bo
     return rates(timer.marks, size.warmup)
 
 
+def pairs_file(folder: Path, rows: int = 4000) -> Path:
+    """The built-in arithmetic preference pairs as conversational JSONL, as a TRL script reads them."""
+    import json
+
+    from llmforge.config.schema import DataSource
+    from llmforge.data.sources import load_source
+
+    path = folder / "pairs.jsonl"
+    if not path.is_file():
+        pairs = load_source(DataSource(name="arithmetic-pref", options={"num_samples": rows})).rows
+        path.write_text("".join(json.dumps({k: row[k] for k in ("prompt", "chosen", "rejected")}) + "\n"
+                                for row in pairs))
+    return path
+
+
+def _common(size: Size, out: Path) -> dict[str, Any]:
+    """What every TRL baseline sets as llmforge's workloads do: steps, batch, lr, schedule, seed, precision."""
+    return {"output_dir": str(out), "max_steps": size.steps, "per_device_train_batch_size": size.micro_batch_size,
+            "learning_rate": 1e-4, "lr_scheduler_type": "constant", "logging_steps": 1, "save_strategy": "no",
+            "report_to": "none", "seed": 0, "bf16": _bf16(), "fp16": False, "disable_tqdm": True,
+            "dataloader_num_workers": 0, "max_length": size.max_length, "activation_checkpointing": False,
+            "disable_dropout": True, "dataset_num_proc": None}
+
+
+def trl_reward(model_dir: Path, data: Path, size: Size, out: Path) -> dict[str, float]:
+    """TRL's RewardTrainer on the same pairs: a one-score head on the same initial weights."""
+    from datasets import load_dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    timer = StepTimer()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    trainer = RewardTrainer(model=model, args=RewardConfig(**_common(size, out)), processing_class=tokenizer,
+                            train_dataset=load_dataset("json", data_files=str(data), split="train"), callbacks=[timer])
+    trainer.train()
+    return rates(timer.marks, size.warmup)
+
+
+def trl_dpo(model_dir: Path, data: Path, size: Size, out: Path) -> dict[str, float]:
+    """TRL's DPOTrainer on the same pairs: sigmoid loss, beta 0.1, a frozen copy of the start as reference."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    timer = StepTimer()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    trainer = DPOTrainer(model=model, ref_model=reference, args=DPOConfig(**_common(size, out), beta=0.1),
+                         processing_class=AutoTokenizer.from_pretrained(model_dir), callbacks=[timer],
+                         train_dataset=load_dataset("json", data_files=str(data), split="train"))
+    trainer.train()
+    return rates(timer.marks, size.warmup)
+
+
 def plain_loop(model_dir: Path, data: Path, size: Size) -> dict[str, float]:
     """The loop one writes by hand: chat-template tokens, padded batches, AdamW, clipping, no Trainer."""
     import json

@@ -8,7 +8,6 @@ training uses (bf16 on GPUs that have it, fp32 on CPU), so a figure like "40% MF
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
@@ -27,9 +26,11 @@ def training_dtype() -> torch.dtype:
 
 
 def describe() -> str:
+    from llmforge.machine import cpu_summary
+
     if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    return f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads (torch {torch.__version__})"
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__}); host CPU {cpu_summary()}"
+    return f"CPU: {cpu_summary()}, {torch.get_num_threads()} torch threads (torch {torch.__version__})"
 
 
 def datasheet_peak() -> float | None:

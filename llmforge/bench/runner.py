@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -17,22 +18,26 @@ from typing import Any
 import torch
 
 from llmforge.bench import hardware
+from llmforge.bench.baselines import pairs_file
 from llmforge.bench.worker import run_in_child
 from llmforge.bench.workloads import (
+    BATCHING_OPTIONS,
     CPU_FULL,
     CPU_QUICK,
     GPU,
     Size,
     Workload,
+    base_recipe,
     chat_file,
     feature_workloads,
     overhead_recipe,
+    ppo_workload,
     stage_workloads,
 )
 
 log = logging.getLogger("llmforge")
-GROUPS = ("stages", "features", "overhead", "online")
-PPO_COMPLETIONS, PPO_GENERATIONS, PPO_NEW_TOKENS = 16, 4, 32
+GROUPS = ("stages", "features", "overhead", "scaling", "online")
+PPO_PROMPTS, PPO_SAMPLES, PPO_NEW_TOKENS = 16, 4, 32
 
 
 def flops_per_token(run: Path, seq_len: int) -> float | None:
@@ -67,8 +72,9 @@ def measure(workload: Workload, size: Size, ceiling: float, folder: Path) -> dic
     if workload.recipe["stage"] in ("rm", "dpo"):
         row["pairs_per_second"] = train["micro_batch_size"] / row["step_seconds"]
     if workload.recipe["stage"] == "ppo":
-        row["prompts_per_second"] = workload.recipe["ppo"]["rollout_batch_size"] / row["step_seconds"]
-        row["completions_per_second"] = row["prompts_per_second"]
+        ppo = workload.recipe["ppo"]
+        row["prompts_per_second"] = ppo["rollout_batch_size"] / row["step_seconds"]
+        row["completions_per_second"] = row["prompts_per_second"] * ppo.get("samples_per_prompt", 1)
     flops = flops_per_token(Path(workload.recipe["output_dir"]), size.max_length)
     if flops and "tokens_per_second" in row:
         row["mfu"] = row["tokens_per_second"] * flops / ceiling
@@ -89,50 +95,120 @@ def save_initial_model(size: Size, folder: Path) -> Path:
 
 
 def overhead_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
-    """llmforge SFT vs plain TRL vs a plain loop at equal settings, then each one's defaults (packing)."""
-    data, runs = str(chat_file(folder)), folder / "runs"
+    """llmforge's SFT, RM and DPO against the plain TRL scripts (and SFT against a plain loop) at equal settings,
+    then llmforge's defaults against TRL's defaults (SFT, LoRA SFT)."""
+    chat, pairs, runs = str(chat_file(folder)), str(pairs_file(folder)), folder / "runs"
     same = overhead_recipe(size, folder)
     same["model"] = {"name": str(init)}
-    defaults = {**same, "output_dir": str(runs / "defaults-llmforge"), "data": {**same["data"], "packing": True}}
+    defaults = {**same, "output_dir": str(runs / "defaults-llmforge"), "data": {**same["data"], "packing": "auto"}}
     lora = {**defaults, "output_dir": str(runs / "lora-llmforge"), "adapter": {"type": "lora", "r": 16, "alpha": 32,
                                                                              "target_modules": "all-linear"}}
+    pair_source = [{"path": pairs, "format": "preference"}]
+    rm = base_recipe("rm", size, runs / "overhead-rm", pair_source, model={"name": str(init)}, rm={"stats_samples": 8})
+    dpo = base_recipe("dpo", size, runs / "overhead-dpo", pair_source, model={"name": str(init)})
+
+    def trl(kind: str, name: str, data: str, **extra: Any) -> dict[str, Any]:
+        return _spec(name, kind, size, model=str(init), data=data, out=str(runs / name.replace(" ", "-")), **extra)
+
     specs = [
-        ("llmforge sft", "padded batches, no checkpointing", _spec("llmforge sft", "recipe", size, recipe=same)),
-        ("trl SFTTrainer", "plain script, same settings",
-         _spec("trl SFTTrainer", "trl_sft", size, model=str(init), data=data, out=str(runs / "trl-sft"),
-               own_defaults=False)),
-        ("plain pytorch loop", "no Trainer",
-         _spec("plain pytorch loop", "plain_loop", size, model=str(init), data=data, out=str(runs / "plain"))),
-        ("llmforge sft, its defaults", "packing on", _spec("llmforge defaults", "recipe", size, recipe=defaults)),
-        ("trl SFTTrainer, its defaults", "no packing, gradient checkpointing on",
-         _spec("trl defaults", "trl_sft", size, model=str(init), data=data, out=str(runs / "trl-sft-defaults"),
-               own_defaults=True)),
-        ("llmforge sft-lora, its defaults", "LoRA r=16 all-linear, packing on",
+        ("llmforge sft", "sft", "padded batches, no checkpointing", _spec("llmforge sft", "recipe", size, recipe=same)),
+        ("trl SFTTrainer", "sft", "plain script, same settings", trl("trl_sft", "trl sft", chat, own_defaults=False)),
+        ("plain pytorch loop", "sft", "no Trainer", _spec("plain loop", "plain_loop", size, model=str(init), data=chat,
+                                                          out=str(runs / "plain"))),
+        ("llmforge rm", "rm", "full reward model, same pairs", _spec("llmforge rm", "recipe", size, recipe=rm)),
+        ("trl RewardTrainer", "rm", "plain script, same settings", trl("trl_reward", "trl rm", pairs)),
+        ("llmforge dpo", "dpo", "sigmoid, beta 0.1, frozen reference", _spec("llmforge dpo", "recipe", size, recipe=dpo)),
+        ("trl DPOTrainer", "dpo", "plain script, same settings", trl("trl_dpo", "trl dpo", pairs)),
+        ("llmforge sft, its defaults", "defaults", "data.packing: auto",
+         _spec("llmforge defaults", "recipe", size, recipe=defaults)),
+        ("trl SFTTrainer, its defaults", "defaults", "no packing, gradient checkpointing on",
+         trl("trl_sft", "trl sft defaults", chat, own_defaults=True)),
+        ("llmforge sft-lora, its defaults", "defaults", "LoRA r=16 all-linear, data.packing: auto",
          _spec("llmforge lora", "recipe", size, recipe=lora)),
-        ("trl SFTTrainer + peft, its defaults", "LoRA r=16 all-linear, no packing, gradient checkpointing on",
-         _spec("trl lora", "trl_sft", size, model=str(init), data=data, out=str(runs / "trl-lora"),
-               own_defaults=True, lora=True)),
+        ("trl SFTTrainer + peft, its defaults", "defaults", "LoRA r=16 all-linear, no packing, gradient checkpointing on",
+         trl("trl_sft", "trl lora", chat, own_defaults=True, lora=True)),
     ]
     rows = []
-    for name, note, spec in specs:
+    for name, stage, note, spec in specs:
         log.info("bench: %s", name)
-        rows.append({"name": name, "group": "overhead", "note": note, **run_in_child(spec, folder / "workers")})
+        rows.append({"name": name, "group": "overhead", "stage": stage, "note": note,
+                     **run_in_child(spec, folder / "workers")})
     return rows
 
 
-def online_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
+def scaling_rows(size: Size, folder: Path, ceiling: float) -> list[dict[str, Any]]:
+    """Pretraining on one process (1 and all threads) and on two processes (DDP, a thread each)."""
     rows = []
-    online = {"completions": PPO_COMPLETIONS, "generations": PPO_GENERATIONS, "max_new_tokens": PPO_NEW_TOKENS}
+    cores = os.cpu_count() or 1
+    layouts = [("1 process x 1 thread", 1, 1), (f"1 process x {cores} threads", 1, cores)]
+    layouts += [("2 processes (DDP) x 1 thread", 2, 1)] if cores >= 2 or torch.cuda.device_count() >= 2 else []
+    for name, processes, threads in layouts:
+        recipe = base_recipe("pretrain", size, folder / "runs" / f"scaling-{processes}-{threads}",
+                             [{"name": "tinytext"}], distributed={"nproc_per_node": processes})
+        log.info("bench: scaling, %s", name)
+        rates = run_in_child(_spec(f"scaling {name}", "recipe", size, recipe=recipe, threads=threads),
+                             folder / "workers")
+        rows.append({"name": name, "group": "scaling", "processes": processes, "threads": threads, **rates})
+    single = next((r for r in rows if r["processes"] == 1 and r["threads"] == 1), None)
+    for row in rows:
+        if single and "tokens_per_second" in row:
+            row["efficiency"] = row["tokens_per_second"] / (row["processes"] * row["threads"]
+                                                             * single["tokens_per_second"])
+    return rows
+
+
+def online_rows(size: Size, folder: Path, init: Path, ceiling: float) -> list[dict[str, Any]]:
+    """PPO with padded and continuous-batching generation, and TRL's GRPO and RLOO, at equal completions."""
+    rows = []
+    for engine in ("padded", "continuous"):
+        workload = ppo_workload(size, folder, engine, PPO_PROMPTS, PPO_SAMPLES, PPO_NEW_TOKENS)
+        row = measure(workload, size, ceiling, folder)
+        rows.append({**row, "group": "online", "name": f"llmforge ppo, {engine} generation",
+                     "note": f"{PPO_PROMPTS} prompts x {PPO_SAMPLES} samples x {PPO_NEW_TOKENS} tokens, value head"})
+    online = {"completions": PPO_PROMPTS * PPO_SAMPLES, "generations": PPO_SAMPLES, "max_new_tokens": PPO_NEW_TOKENS}
     for kind in ("grpo", "rloo"):
         log.info("bench: trl %s", kind)
         rates = run_in_child(_spec(f"trl {kind}", "trl_online", size, trainer=kind, model=str(init),
                                    out=str(folder / "runs" / f"trl-{kind}"), online=online), folder / "workers")
+        completions = PPO_PROMPTS * PPO_SAMPLES
         rows.append({"name": f"trl {kind.upper()}Trainer", "group": "online",
-                     "note": f"{PPO_COMPLETIONS} completions ({PPO_GENERATIONS} per prompt) x {PPO_NEW_TOKENS} "
-                             "tokens", **rates,
-                     "completions_per_second": PPO_COMPLETIONS / rates["step_seconds"],
-                     "prompts_per_second": PPO_COMPLETIONS / PPO_GENERATIONS / rates["step_seconds"]})
+                     "note": f"{completions} completions ({PPO_SAMPLES} per prompt) x {PPO_NEW_TOKENS} tokens", **rates,
+                     "completions_per_second": completions / rates["step_seconds"],
+                     "prompts_per_second": PPO_PROMPTS / rates["step_seconds"]})
     return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratios the README and the targets are stated in, from rows measured in this one run."""
+    by_name = {r["name"]: r for r in rows}
+    found: dict[str, Any] = {}
+
+    def speed(name: str) -> float | None:
+        row = by_name.get(name)
+        return None if row is None else row.get("tokens_per_second") or 1.0 / row["step_seconds"]
+
+    options = [r for r in rows if r["group"] == "features" and r["name"] in ("default", *BATCHING_OPTIONS)]
+    if options and "tokens_per_second" in by_name.get("default", {}):
+        best = max(options, key=lambda r: r.get("tokens_per_second", 0.0))
+        found["sft_default_vs_best_option"] = by_name["default"]["tokens_per_second"] / best["tokens_per_second"]
+        found["sft_best_option"] = best["name"]
+    pairs = {"sft": ("llmforge sft", "trl SFTTrainer"), "rm": ("llmforge rm", "trl RewardTrainer"),
+             "dpo": ("llmforge dpo", "trl DPOTrainer")}
+    versus = {stage: 1.0 / by_name[ours]["step_seconds"] / (1.0 / by_name[theirs]["step_seconds"])
+              for stage, (ours, theirs) in pairs.items() if ours in by_name and theirs in by_name}
+    if versus:
+        found["llmforge_vs_trl"] = versus
+    if speed("llmforge sft") and speed("plain pytorch loop"):
+        found["llmforge_vs_plain_loop"] = {"sft": by_name["plain pytorch loop"]["step_seconds"]
+                                           / by_name["llmforge sft"]["step_seconds"]}
+    padded, continuous = by_name.get("llmforge ppo, padded generation"), by_name.get("llmforge ppo, continuous "
+                                                                                     "generation")
+    if padded and continuous:
+        found["ppo_continuous_vs_padded"] = continuous["completions_per_second"] / padded["completions_per_second"]
+    scaling = [r for r in rows if r["group"] == "scaling" and r["processes"] > 1 and "efficiency" in r]
+    if scaling:
+        found["ddp_efficiency"] = scaling[0]["efficiency"]
+    return found
 
 
 def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = GROUPS,
@@ -156,12 +232,11 @@ def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = G
         result["rows"] += [measure(w, size, ceiling, folder) for w in feature_workloads(size, folder)]
     if "overhead" in groups:
         result["rows"] += overhead_rows(size, folder, init)
+    if "scaling" in groups:
+        result["rows"] += scaling_rows(size, folder, ceiling)
     if "online" in groups:
-        ppo = [r for r in result["rows"] if r["name"] == "ppo"] or [
-            measure(w, size, ceiling, folder) for w in stage_workloads(size, folder) if w.name == "ppo"]
-        result["rows"] += [{**ppo[0], "group": "online", "name": "llmforge ppo",
-                            "note": f"{PPO_COMPLETIONS} prompts x 1 completion x {PPO_NEW_TOKENS} tokens, value head"}]
-        result["rows"] += online_rows(size, folder, init)
+        result["rows"] += online_rows(size, folder, init, ceiling)
+    result.update(summary(result["rows"]))
     shutil.rmtree(folder / "runs", ignore_errors=True)
     result["memory"] = "peak allocated on the GPU" if on_gpu else "peak resident set of the workload's process"
     return result

@@ -28,6 +28,19 @@ def _relative_table(rows: list[dict[str, Any]], title: str, first: str, referenc
           _f(r["step_seconds"], 3), _f(r.get("peak_mib"))] for r in rows])
 
 
+def _versus(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """This row's speed over the plain script's for the same stage (rows of one stage come together)."""
+    script = next((r for r in rows if r.get("stage") == row.get("stage") and r is not row
+                   and not r["name"].startswith("llmforge") and "loop" not in r["name"]), None)
+    if script is None or row is script:
+        return "-"
+    return _f(script["step_seconds"] / row["step_seconds"], 3, "x")
+
+
+SUMMARY_KEYS = ("sft_default_vs_best_option", "sft_best_option", "llmforge_vs_trl", "llmforge_vs_plain_loop",
+                "ppo_continuous_vs_padded", "ddp_efficiency")
+
+
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
     lines = [f"Device: {result['device']}. Mode: {result['mode']} ({result['steps']} steps, timed after "
@@ -44,15 +57,34 @@ def render(result: dict[str, Any]) -> str:
             [[r["name"], _f(r["step_seconds"], 3), _f(r.get("tokens_per_second")),
               _f(r.get("pairs_per_second") or r.get("prompts_per_second"), 1), _f(r.get("generation_share"), 2),
               _f(r.get("peak_mib")), _f(100 * r["mfu"], 1, "%") if "mfu" in r else "-"] for r in stages])
-    for group, title, first, reference, digits in (
-            ("features", "Speed settings (SFT, one change from the default at a time):", "setting", "default", 2),
-            ("overhead", "SFT against plain TRL and a plain loop (same weights, rows, batch, length, optimizer, "
-                         "seed; tokens/s counts non-padding tokens):", "run", "trl SFTTrainer", 3)):
-        lines += _relative_table([r for r in rows if r["group"] == group], title, first, reference, digits)
+    lines += _relative_table([r for r in rows if r["group"] == "features"], "Speed settings (SFT on variable-length "
+                             "chat rows, one change from the default at a time):", "setting", "default", 2)
+    overhead = [r for r in rows if r["group"] == "overhead"]
+    if overhead:
+        lines += ["llmforge against plain TRL scripts and a plain loop (same weights, rows, batch, length, optimizer, "
+                  "precision, seed; speed = steps per second, so padding counts the same on both sides):", ""]
+        lines += _table(["run", "what", "steps/s", "vs the plain script", "tokens/s", "peak memory (MiB)"],
+                        [[r["name"], r["note"], _f(1 / r["step_seconds"], 2), _versus(r, overhead),
+                          _f(r.get("tokens_per_second")), _f(r.get("peak_mib"))] for r in overhead])
+    scaling = [r for r in rows if r["group"] == "scaling"]
+    if scaling:
+        lines += ["Scaling (pretraining; efficiency = tokens/s per thread against one process on one thread):", ""]
+        lines += _table(["layout", "tokens/s", "efficiency", "step (s)"],
+                        [[r["name"], _f(r.get("tokens_per_second")), _f(r.get("efficiency"), 2),
+                          _f(r["step_seconds"], 3)] for r in scaling])
     online = [r for r in rows if r["group"] == "online"]
     if online:
         lines += ["Online RL at equal completions per step and generation length:", ""] + _table(
             ["trainer", "what", "completions/s", "prompts/s", "generation share", "step (s)", "peak memory (MiB)"],
             [[r["name"], r["note"], _f(r.get("completions_per_second"), 1), _f(r.get("prompts_per_second"), 1),
               _f(r.get("generation_share"), 2), _f(r["step_seconds"], 3), _f(r.get("peak_mib"))] for r in online])
+    found = {key: result[key] for key in SUMMARY_KEYS if key in result}
+    if found:
+        lines += ["Summary ratios (this run):", "", *(f"- {key}: {_summary(value)}" for key, value in found.items()), ""]
     return "\n".join(lines)
+
+
+def _summary(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v:.3f}" for k, v in value.items())
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

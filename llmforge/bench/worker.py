@@ -25,12 +25,14 @@ def run_spec(spec: dict[str, Any]) -> dict[str, float]:
     kind = spec["kind"]
     if kind == "recipe":
         return steady_rates(run_recipe(spec["recipe"]), size.warmup)
-    if kind not in ("trl_sft", "plain_loop", "trl_online"):
+    if kind not in ("trl_sft", "trl_reward", "trl_dpo", "plain_loop", "trl_online"):
         raise ValueError(f"unknown workload kind {kind!r}")
     model, out = Path(spec["model"]), Path(spec["out"])
     if kind == "trl_sft":
         return baselines.trl_sft(model, Path(spec["data"]), size, out, own_defaults=spec["own_defaults"],
                                  lora=spec.get("lora", False))
+    if kind in ("trl_reward", "trl_dpo"):
+        return getattr(baselines, kind)(model, Path(spec["data"]), size, out)
     if kind == "plain_loop":
         return baselines.plain_loop(model, Path(spec["data"]), size)
     return baselines.trl_online(spec["trainer"], model, size, out, **spec["online"])
@@ -57,9 +59,14 @@ def run_in_child(spec: dict[str, Any], folder: Path) -> dict[str, float]:
 
 
 def main(path: str) -> None:
+    spec = json.loads(Path(path).read_text())
+    if spec.get("threads"):  # before torch starts its thread pools
+        os.environ["OMP_NUM_THREADS"] = str(spec["threads"])
     import torch
 
-    result = run_spec(json.loads(Path(path).read_text()))
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    result = run_spec(spec)
     if torch.cuda.is_available():
         result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(RESULT_PREFIX + json.dumps(result), flush=True)

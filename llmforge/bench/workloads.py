@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from llmforge.config.schema import RunConfig
 
 
@@ -84,7 +86,6 @@ def base_recipe(stage: str, size: Size, out: Path, sources: list[dict], **change
 def stage_workloads(size: Size, folder: Path) -> list[Workload]:
     chat = [{"path": str(chat_file(folder)), "format": "messages"}]
     pairs = [{"name": "arithmetic-pref", "options": {"num_samples": 4000}}]
-    prompts = [{"name": "arithmetic-prompts", "options": {"num_samples": 4000}}]
     run = folder / "runs"
     return [
         Workload("pretrain", "stages", base_recipe("pretrain", size, run / "pretrain", [{"name": "tinytext"}])),
@@ -93,16 +94,28 @@ def stage_workloads(size: Size, folder: Path) -> list[Workload]:
                                                    adapter={"type": "lora", "r": 16, "alpha": 32})),
         Workload("rm", "stages", base_recipe("rm", size, run / "rm", pairs)),
         Workload("dpo", "stages", base_recipe("dpo", size, run / "dpo", pairs)),
-        Workload("ppo", "stages", base_recipe(
-            "ppo", size, run / "ppo", prompts,
-            ppo={"reward_functions": ["arithmetic"], "value_model": "policy", "rollout_batch_size": 16,
-                 "max_new_tokens": 32, "ppo_epochs": 1, "missing_eos_penalty": None},
-            train={"micro_batch_size": 8})),
+        ppo_workload(size, folder, "auto", 16, 1, 32),
     ]
 
 
+def ppo_workload(size: Size, folder: Path, engine: str, prompts: int, samples: int, new_tokens: int) -> Workload:
+    """PPO on the built-in prompts with the arithmetic reward and a value head, one update epoch."""
+    source = [{"name": "arithmetic-prompts", "options": {"num_samples": 4000}}]
+    name = "ppo" if engine == "auto" else f"ppo-{engine}"
+    return Workload(name, "stages", base_recipe(
+        "ppo", size, folder / "runs" / name, source,
+        ppo={"reward_functions": ["arithmetic"], "value_model": "policy", "rollout_batch_size": prompts,
+             "samples_per_prompt": samples, "max_new_tokens": new_tokens, "ppo_epochs": 1,
+             "missing_eos_penalty": None, "generation": engine},
+        train={"micro_batch_size": 8}))
+
+
+BATCHING_OPTIONS = ("packed", "packed-flex", "grouped", "padded")  # rows that decide sft_default_vs_best_option
+
+
 def feature_workloads(size: Size, folder: Path) -> list[Workload]:
-    """SFT with one speed setting changed from the default at a time (the first row is the default)."""
+    """SFT with one speed setting changed from the default at a time (the first row is the default), every
+    way of batching variable-length rows side by side."""
     from llmforge.engine.arguments import liger_available
 
     chat = [{"path": str(chat_file(folder)), "format": "messages"}]
@@ -112,13 +125,18 @@ def feature_workloads(size: Size, folder: Path) -> list[Workload]:
         return Workload(name, "features", base_recipe("sft", size, run / f"feature-{name}", chat, **changes), note)
 
     return [
-        variant("default", "sdpa attention, packing, adamw_torch"),
+        variant("default", "data.packing: auto (the device's choice), sdpa attention, adamw_torch"),
+        variant("packed", "data.packing: true (padding-free rows, per-sample positions), sdpa",
+                data={"packing": True}),
+        variant("packed-flex", "data.packing: true, attn_implementation: flex_attention (compiled block mask)",
+                data={"packing": True}, model={"attn_implementation": "flex_attention"}),
+        variant("grouped", "data.packing: grouped (padded batches of similar lengths)", data={"packing": "grouped"}),
+        variant("padded", "data.packing: false (padded batches, random order)", data={"packing": False}),
         variant("eager-attention", "attn_implementation: eager", model={"attn_implementation": "eager"}),
         variant("gradient-checkpointing", "train.gradient_checkpointing: true",
                 train={"gradient_checkpointing": True}),
         variant("fused-adamw", "train.optimizer: adamw_torch_fused", train={"optimizer": "adamw_torch_fused"}),
         variant("torch-compile", "train.compile: true", train={"compile": True}),
-        variant("no-packing", "data.packing: false (padded batches)", data={"packing": False}),
     ] + ([variant("liger", "train.liger_kernel: true", train={"liger_kernel": True})] if liger_available() else [])
 
 
@@ -130,9 +148,19 @@ def overhead_recipe(size: Size, folder: Path) -> dict[str, Any]:
 
 
 def run_recipe(recipe: dict[str, Any]) -> Path:
+    """Run a workload as `llmforge train` would: in this process, or under the launcher for several."""
+    from llmforge.distributed import launcher
     from llmforge.engine.runner import run_stage
 
-    run_stage(RunConfig.model_validate(recipe))
+    cfg = RunConfig.model_validate(recipe)
+    if launcher.needs_launch(cfg):
+        path = Path(recipe["output_dir"]).with_suffix(".yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        if launcher.launch(cfg, str(path), []):
+            raise RuntimeError(f"the launched workload {path} failed; its output is above")
+    else:
+        run_stage(cfg)
     return Path(recipe["output_dir"])
 
 

@@ -27,8 +27,9 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights' dtype; auto = float32 weights (trained under bf16 autocast on GPUs that have "
         "bf16, in float32 on CPUs: see train.mixed_precision)")
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
-        "auto", description="attention kernel; auto = PyTorch SDPA (flash/memory-efficient where available)")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
+        "auto", description="attention kernel; auto = PyTorch SDPA, or flash-attention 2 for packed rows on a GPU "
+        "that has flash-attn")
     trust_remote_code: bool = Field(False, description="run code shipped with a hub model; off unless asked")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     config_overrides: dict[str, Any] = Field(
@@ -82,7 +83,10 @@ class DataConfig(Section):
         0.0, ge=0.0, lt=1.0, description="hold out this share of train documents when data.eval is empty"
     )
     max_length: int = Field(512, ge=8, description="tokens per training row (pretraining block size)")
-    packing: bool = Field(True, description="pack documents into full rows (pretraining: fixed blocks)")
+    packing: bool | Literal["auto", "grouped"] = Field(
+        "auto", description="pretraining: true = fixed blocks (auto), false = one document per row; SFT: true = "
+        "padding-free packed rows, grouped = padded batches of similar lengths, false = padded batches, auto = "
+        "the fastest for the device (data/batching.py)")
     streaming: bool = Field(False, description="read and pack on the fly, for corpora bigger than memory")
     truncation: Literal["truncate", "drop"] = Field(
         "truncate", description="SFT samples longer than max_length: cut to fit, or leave out (counted either way)")
@@ -209,6 +213,9 @@ class RewardSources(Section):
     reward_weights: list[float] | None = Field(
         None, description="weights of [reward_model, *reward_functions] in that order; default all 1")
     max_new_tokens: int = Field(64, ge=1, description="longest completion")
+    generation: Literal["auto", "padded", "continuous"] = Field(
+        "auto", description="how completions are sampled: padded generate() batches, or transformers' continuous "
+        "batching; auto = the faster on this device (rl/sampling.py)")
     temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
 

@@ -90,6 +90,10 @@ def _packed(sources: list[LoadedSource], tokenizer: Any, cfg: DataConfig) -> tup
 
 
 def prepare_pretrain_data(cfg: DataConfig, tokenizer: Any, seed: int, max_steps: int) -> PreparedData:
+    if cfg.packing == "grouped":
+        raise UserError("data.packing=grouped batches SFT rows; pretraining packs fixed blocks (true or auto) or "
+                        "keeps one document per row (false).")
+    cfg = cfg.model_copy(update={"packing": cfg.packing is not False})  # auto: fixed blocks
     if cfg.streaming:
         return _streaming(cfg, tokenizer, max_steps)
     train = _text_sources(cfg.train, False, "train")

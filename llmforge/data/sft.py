@@ -81,3 +81,10 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
     fingerprints["prepared"] = key
     return SFTData(data["train"], data.get("eval"), accuracy, fingerprints, stats)
 
+
+
+def row_lengths(rows: Dataset) -> list[int]:
+    """Tokens per row, read from the Arrow column (no Python pass over the ids)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(rows.with_format("arrow")["input_ids"]).to_pylist()

@@ -23,6 +23,7 @@ from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_d
 from llmforge.engine.run_record import changes_since
 from llmforge.errors import UserError
 from llmforge.pipeline.evaluation import evaluate_cached
+from llmforge.pipeline.plan import describe_plan
 from llmforge.pipeline.spec import Pipeline, PipelineStage
 from llmforge.registry.folders import referenced_run
 from llmforge.registry.runs import read_run_info
@@ -86,6 +87,13 @@ def judge_for(stage: PipelineStage, earlier: list[PipelineStage], named: str | N
         return Path(own)
     latest = next((s for s in reversed(earlier) if s.config.stage == "rm"), None)
     return Path(latest.config.output_dir) if latest else None
+
+
+def plan(pipeline: Pipeline) -> list[str]:
+    """The stage plan with time estimates (pipeline/plan.py), stages that are current marked done."""
+    done = [read_run_info(Path(s.config.output_dir)).get("status") == "completed" and staleness(s) is None
+            for s in pipeline.stages]
+    return describe_plan([(s.name, s.config, d) for s, d in zip(pipeline.stages, done, strict=True)])
 
 
 def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:

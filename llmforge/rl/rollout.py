@@ -35,6 +35,7 @@ from llmforge.rl.models import (
     response_entropy,
     response_logprobs,
 )
+from llmforge.rl.sampling import sample_continuous, sample_padded
 
 
 @dataclass
@@ -71,6 +72,7 @@ class RolloutSettings:
     reward_clip: float | None
     advantage_estimator: str = "gae"
     samples_per_prompt: int = 1
+    engine: str = "padded"  # padded | continuous (rl/sampling.py)
 
 
 @torch.no_grad()
@@ -84,10 +86,12 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
     width = prompt_ids.shape[1]
     model.eval()
     with gathered_for_generation(accelerator, model) as policy:
-        out = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=s.max_new_tokens,
-                              do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0, use_cache=True,
-                              eos_token_id=s.stop_ids, pad_token_id=s.pad_id)
-    responses = out[:, width:]
+        sampled = [row["prompt_ids"] for row in prompts]
+        if s.engine == "continuous":
+            responses, _ = sample_continuous(policy, sampled, s.pad_id, s.max_new_tokens, s.temperature, s.top_p,
+                                             s.stop_ids)
+        else:
+            responses = sample_padded(policy, sampled, s.pad_id, s.max_new_tokens, s.temperature, s.top_p, s.stop_ids)
     mask, ended = response_mask(responses, s.stop_ids)
     responses = responses.masked_fill(mask == 0, s.pad_id)
     input_ids = torch.cat([prompt_ids, responses], dim=1)

@@ -76,7 +76,7 @@ class PPOTrainer:
     def __init__(self, model: Any, args: Any, train_dataset: Any, eval_dataset: Any = None,
                  processing_class: Any = None, callbacks: list[Any] | None = None, *, make_accelerator: Any,
                  value_model: Any, ref_model: Any, scorer: Any, options: PPOOptions, stop_ids: list[int],
-                 value_scale: tuple[float, float] = (0.0, 1.0)) -> None:
+                 value_scale: tuple[float, float] = (0.0, 1.0), engine: str = "padded") -> None:
         self.args, self.options = args, options
         self.accelerator = accelerator = make_accelerator()
         self.tokenizer, self.scorer, self.ref_model = processing_class, scorer, ref_model
@@ -109,7 +109,7 @@ class PPOTrainer:
             kl_estimator=options.kl_estimator, gamma=options.gamma, lam=options.lam,
             whiten_advantages=options.whiten_advantages, missing_eos_penalty=options.missing_eos_penalty,
             reward_clip=options.reward_clip, advantage_estimator=options.advantage_estimator,
-            samples_per_prompt=options.samples_per_prompt)
+            samples_per_prompt=options.samples_per_prompt, engine=engine)
         self.state = TrainerState(max_steps=self.max_steps, logging_steps=args.logging_steps, save_steps=args.save_steps)
         self.state.is_world_process_zero = accelerator.is_main_process
         self.state.is_local_process_zero = accelerator.is_local_main_process

@@ -18,8 +18,10 @@ from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import quantization_kwargs
 from llmforge.errors import UserError
 from llmforge.inference import stops_of
+from llmforge.precision import current_device
 from llmforge.registry import load_model
 from llmforge.rl.rewards import REWARD_FUNCTIONS
+from llmforge.rl.sampling import choose_engine
 from llmforge.stages.base import StageParts
 from llmforge.stages.common import (
     ADAPTER_TYPES,
@@ -65,7 +67,9 @@ class GRPOStage:
         args = {"num_generations": g.num_generations, "beta": g.beta, "max_completion_length": g.max_new_tokens,
                 "temperature": g.temperature, "top_p": g.top_p, "loss_type": g.loss_type,
                 "scale_rewards": g.scale_rewards, "reward_weights": g.reward_weights, "disable_dropout": True,
-                "generation_kwargs": {"eos_token_id": stops_of(loaded)}, "log_completions": False}
+                "generation_kwargs": {"eos_token_id": stops_of(loaded)}, "log_completions": False,
+                "use_transformers_continuous_batching":
+                    choose_engine(g.generation, current_device(), cfg.distributed.strategy) == "continuous"}
         peft, summary = trainer_adapter(cfg, loaded)
         kwargs: dict[str, Any] = {"reward_funcs": funcs, "reward_processing_classes": reward_tokenizers, **peft}
         return StageParts(

@@ -20,8 +20,10 @@ from llmforge.engine.adapters import apply_adapter, quantization_kwargs
 from llmforge.errors import UserError
 from llmforge.eval.reward import load_reward_model, saved_statistics
 from llmforge.inference import stops_of
+from llmforge.precision import current_device
 from llmforge.registry import load_model
 from llmforge.rl.rewards import Scorer
+from llmforge.rl.sampling import choose_engine
 from llmforge.rl.trainer import PPOTrainer
 from llmforge.stages.base import StageParts
 from llmforge.stages.common import (
@@ -104,7 +106,8 @@ class PPOStage:
             trainer_kwargs={"make_accelerator": lambda: accelerator_for(cfg, layer_class),
                             "value_model": value_model, "ref_model": ref_model,
                             "scorer": scorer, "options": o, "stop_ids": stops_of(loaded),
-                            "value_scale": value_scale},
+                            "value_scale": value_scale,
+                            "engine": choose_engine(o.generation, current_device(), cfg.distributed.strategy)},
             parents=parents,
             data={"fingerprints": fingerprints, "train_prompts": len(prompts), "dropped_long_prompts": dropped,
                   "accuracy_prompts": len(accuracy), "reward_stats": stats},

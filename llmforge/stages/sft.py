@@ -1,8 +1,9 @@
 """Supervised fine-tuning through TRL's SFTTrainer: full, freeze, LoRA, DoRA, QLoRA.
 
 llmforge templates and masks the data itself (see data.chat) and hands TRL
-`input_ids` + `labels`; TRL packs them padding-free (position ids restart per sample,
-so packed samples never attend to each other).
+`input_ids` + `labels`, batched as data/batching.py decides for the device: packed
+padding-free (position ids restart per sample, so packed samples never attend to each
+other), grouped by length, or padded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ from typing import Any
 from trl import SFTConfig, SFTTrainer
 
 from llmforge.config.schema import RunConfig
-from llmforge.data.sft import prepare_sft_data
+from llmforge.data.batching import (
+    attention_for,
+    grouped_order,
+    padded_tokens,
+    sft_batching,
+    trainer_arguments,
+)
+from llmforge.data.sft import prepare_sft_data, row_lengths
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
+from llmforge.precision import current_device
 from llmforge.registry import load_model
 from llmforge.stages.base import StageParts
 from llmforge.stages.common import accuracy_eval, anchor_start, model_summary, parent_of
@@ -23,16 +32,23 @@ class SFTStage:
     name = "sft"
 
     def build(self, cfg: RunConfig) -> StageParts:
-        loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
+        device = current_device()
+        batching = sft_batching(cfg.data.packing, cfg.model.attn_implementation, device)
+        attention = attention_for(batching, cfg.model.attn_implementation, device)
+        model_cfg = cfg.model.model_copy(update={"attn_implementation": attention})
+        loaded = load_model(model_cfg, **quantization_kwargs(cfg.adapter))
         anchor_start(cfg, loaded)
         model = apply_adapter(loaded.model, cfg.adapter, loaded.family)
         data = prepare_sft_data(cfg.data, loaded.tokenizer, cfg.seed)
+        train = data.train
+        if batching == "grouped":
+            lengths = row_lengths(train)
+            order = grouped_order(lengths, cfg.train.micro_batch_size, cfg.seed)
+            train = train.select(order)
+            data.stats["padded_tokens_per_epoch"] = padded_tokens(lengths, order, cfg.train.micro_batch_size)
         args: dict[str, Any] = {
             "max_length": cfg.data.max_length,
-            "packing": cfg.data.packing,
-            "packing_strategy": "bfd",
-            "padding_free": cfg.data.packing,
-            "eval_packing": cfg.data.packing,
+            **trainer_arguments(batching),
             "assistant_only_loss": False,  # labels already carry the mask (data.train_on)
             "completion_only_loss": False,
             "dataset_num_proc": None,
@@ -40,14 +56,15 @@ class SFTStage:
         return StageParts(
             model=model,
             tokenizer=loaded.tokenizer,
-            train_dataset=data.train,
+            train_dataset=train,
             eval_dataset=data.eval,
             trainer_class=SFTTrainer,
             args_class=SFTConfig,
             args_extra=args,
             parents=[parent_of(loaded.source)],
             data={"fingerprints": data.fingerprints, **data.stats, "accuracy_prompts": len(data.accuracy)},
-            model_info={**model_summary(loaded, model), "adapter": cfg.adapter.type},
+            model_info={**model_summary(loaded, model), "adapter": cfg.adapter.type, "batching": batching,
+                        "attention": attention},
             layer_class=loaded.family.decoder_layer or None,
             final_eval=accuracy_eval(data.accuracy) if data.accuracy else None,
         )

@@ -71,13 +71,37 @@ def test_quick_benchmark_comparisons_run_and_write_json(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     names = {row["name"] for row in figures["rows"]}
-    assert {"llmforge sft", "trl SFTTrainer", "plain pytorch loop", "llmforge sft, its defaults",
-            "trl SFTTrainer, its defaults", "llmforge sft-lora, its defaults", "trl SFTTrainer + peft, its defaults",
-            "llmforge ppo", "trl GRPOTrainer", "trl RLOOTrainer"} == names
+    assert {"llmforge sft", "trl SFTTrainer", "plain pytorch loop", "llmforge rm", "trl RewardTrainer",
+            "llmforge dpo", "trl DPOTrainer", "llmforge sft, its defaults", "trl SFTTrainer, its defaults",
+            "llmforge sft-lora, its defaults", "trl SFTTrainer + peft, its defaults", "llmforge ppo, padded generation",
+            "llmforge ppo, continuous generation", "trl GRPOTrainer", "trl RLOOTrainer"} == names
     assert all(row["step_seconds"] > 0 and row["peak_mib"] > 0 for row in figures["rows"])
-    assert figures["matmul_ceiling_flops"] > 0
-    assert "| trl SFTTrainer |" in result.stdout and "vs trl SFTTrainer" in result.stdout
+    assert figures["matmul_ceiling_flops"] > 0 and figures["device"].startswith(("CPU: ", "NVIDIA", "AMD"))
+    assert set(figures["llmforge_vs_trl"]) == {"sft", "rm", "dpo"} and figures["ppo_continuous_vs_padded"] > 0
+    assert "| trl SFTTrainer |" in result.stdout and "Summary ratios" in result.stdout
     bad = run_cli("bench", "--only", "stagez")
     assert bad.returncode == 2 and "not a benchmark group" in bad.stderr
     bad = run_cli("bench", "--steps", "2")
     assert bad.returncode == 2 and "at least 3" in bad.stderr
+
+
+def test_summary_ratios_by_hand():
+    from llmforge.bench.runner import summary
+
+    rows = [{"name": "default", "group": "features", "tokens_per_second": 90.0, "step_seconds": 1.0},
+            {"name": "grouped", "group": "features", "tokens_per_second": 100.0, "step_seconds": 0.9},
+            {"name": "eager-attention", "group": "features", "tokens_per_second": 500.0, "step_seconds": 0.2},
+            {"name": "llmforge sft", "group": "overhead", "step_seconds": 0.50},
+            {"name": "trl SFTTrainer", "group": "overhead", "step_seconds": 0.52},
+            {"name": "plain pytorch loop", "group": "overhead", "step_seconds": 0.48},
+            {"name": "llmforge ppo, padded generation", "group": "online", "step_seconds": 1.0,
+             "completions_per_second": 64.0},
+            {"name": "llmforge ppo, continuous generation", "group": "online", "step_seconds": 2.0,
+             "completions_per_second": 32.0},
+            {"name": "2 processes", "group": "scaling", "processes": 2, "efficiency": 0.8, "step_seconds": 1.0}]
+    found = summary(rows)
+    # eager attention is a speed setting, not a way of batching: it does not count as an option
+    assert found["sft_default_vs_best_option"] == 0.9 and found["sft_best_option"] == "grouped"
+    assert found["llmforge_vs_trl"] == {"sft": 0.52 / 0.50}
+    assert found["llmforge_vs_plain_loop"] == {"sft": 0.48 / 0.50}
+    assert found["ppo_continuous_vs_padded"] == 0.5 and found["ddp_efficiency"] == 0.8

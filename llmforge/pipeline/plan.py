@@ -1,0 +1,109 @@
+"""The plan a pipeline prints before it starts: each stage, its size, and about how long it will take here.
+
+The estimate is the stage's training FLOPs (6 x parameters x the tokens its steps can hold) over this
+machine's matmul rate, measured in a quarter of a second, divided by how much of that rate each kind of
+stage reached on the machine the figures in docs/ come from (a 2-core Xeon with AMX, tiny models: small
+matmuls and generation keep them far below the ceiling). It is a guide, right within a factor of about
+1.5 there; on other hardware the ratio between stages holds better than the absolute time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from llmforge.config.schema import ModelConfig, RunConfig
+
+# Share of the measured matmul rate each kind of stage reached on the reference machine with the tiny
+# recipes (seconds from `llmforge pipeline configs/pipelines/tiny-rlhf.yaml`; tokens counted as every row
+# filled to data.max_length, so short rows and generation lower the share).
+EFFICIENCY = {"pretrain": 0.28, "sft": 0.11, "rm": 0.21, "dpo": 0.15, "kto": 0.15, "grpo": 0.004, "ppo": 0.006}
+# forward+backward passes over each row, relative to one pass of next-token training
+PASSES = {"rm": 2.0, "dpo": 3.0, "kto": 3.0}
+SETUP_SECONDS = 6.0  # loading, data preparation from the cache, publishing
+
+
+def matmul_rate(seconds: float = 0.25) -> float:
+    """FLOP/s of float32 512x512 matmuls on this machine (a quick probe, not the benchmark's ceiling)."""
+    import torch
+
+    a, b = torch.randn(512, 512), torch.randn(512, 512)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * 512**3 * count / (time.perf_counter() - started)
+
+
+def parameter_count(model: ModelConfig, known: dict[str, int]) -> int | None:
+    """Parameters of the model a stage starts from: a preset's (built on the meta device), a folder's or a
+    run's (from its config), or an earlier stage's (by its output folder)."""
+    name = model.name
+    if name in known:
+        return known[name]
+    from llmforge.registry import PRESETS, family_for
+
+    if name in PRESETS:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from llmforge.registry.models import preset_config
+        from llmforge.registry.tokenizer import tiny_tokenizer
+
+        preset = PRESETS[name]
+        config = preset_config(preset, tiny_tokenizer(family_for(preset.model_type)), model.config_overrides)
+        with torch.device("meta"):
+            return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+    folder = Path(name)
+    for candidate in (folder / "final" / "config.json", folder / "config.json"):
+        if candidate.is_file():
+            config = json.loads(candidate.read_text())
+            hidden, layers = config.get("hidden_size"), config.get("num_hidden_layers")
+            inner, vocab = config.get("intermediate_size") or 4 * (hidden or 0), config.get("vocab_size") or 0
+            if hidden and layers:
+                return layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
+    return None
+
+
+def tokens_per_step(cfg: RunConfig) -> int:
+    rows = cfg.train.micro_batch_size * cfg.train.grad_accum_steps * cfg.distributed.nproc_per_node
+    if cfg.stage == "ppo":
+        rows = cfg.ppo.rollout_batch_size * cfg.ppo.samples_per_prompt * (cfg.ppo.ppo_epochs + 1)
+    return rows * cfg.data.max_length
+
+
+def estimate(cfg: RunConfig, params: int | None, rate: float) -> float | None:
+    """Seconds for the stage on this machine, or None when its size is unknown until it starts."""
+    steps = cfg.train.max_steps
+    if params is None or steps <= 0 or cfg.stage not in EFFICIENCY:
+        return None
+    flops = 6 * params * tokens_per_step(cfg) * PASSES.get(cfg.stage, 1.0) * steps
+    return SETUP_SECONDS + flops / (rate * EFFICIENCY[cfg.stage])
+
+
+def duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"~{seconds:.0f} s" if seconds < 90 else f"~{minutes:.0f} min" if minutes < 90 else f"~{minutes / 60:.1f} h"
+
+
+def describe_plan(stages: list[tuple[str, RunConfig, bool]]) -> list[str]:
+    """Lines of the plan for (name, config, already done) stages, in run order."""
+    rate = matmul_rate()
+    known: dict[str, int] = {}
+    lines, total, unknown = [], 0.0, False
+    for index, (name, cfg, done) in enumerate(stages, start=1):
+        params = parameter_count(cfg.model, known)
+        if params is not None:
+            known[cfg.output_dir] = params
+        size = f"{params / 1e6:,.1f}M params" if params else "size known at start"
+        steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps > 0 else f"{cfg.train.epochs:g} epochs"
+        seconds = None if done else estimate(cfg, params, rate)
+        when = "done, skipped" if done else duration(seconds) if seconds is not None else "?"
+        unknown |= seconds is None and not done
+        total += seconds or 0.0
+        lines.append(f"  {index}. {name:<10} {cfg.stage:<8} {steps:<10} {size:<18} {when}")
+    head = f"Plan ({rate / 1e9:,.0f} GFLOP/s measured here):"
+    tail = f"  about {duration(total).lstrip('~')} in all" + (" (plus the stages marked ?)" if unknown else "")
+    return [head, *lines, tail]
