@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from llmforge import __version__
+from llmforge.engine.preemption import Stopped
 from llmforge.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 
 MIN_BENCH_STEPS = 3
-SUMMARY_KEYS = ("train_loss", "eval_loss", "eval_perplexity", "eval_accuracy")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -30,7 +30,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(launcher.describe_launch(cfg, args.config, args.overrides))
         return EXIT_OK
+    from llmforge.config.stages import spec_for
     from llmforge.distributed.state import die_with_launcher, leave_process_group
+    from llmforge.engine.console import summary
     from llmforge.engine.runner import check_runnable, run_stage
 
     die_with_launcher()
@@ -39,17 +41,17 @@ def _train(args: argparse.Namespace) -> int:
             return EXIT_OK
         return launcher.launch(cfg, args.config, args.overrides)
     try:
-        outcome = run_stage(cfg)
+        outcome = run_stage(cfg, spec_for(cfg.stage))
     finally:
         leave_process_group()
     if outcome.is_main:
-        shown = {k: round(v, 4) for k, v in outcome.metrics.items() if k in SUMMARY_KEYS}
-        print(f"{outcome.status}: {outcome.output_dir}  {shown}")
+        print(summary(outcome.status, outcome.output_dir, outcome.metrics, outcome.metrics.get("train_wall_seconds")))
     return EXIT_OK
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from llmforge.pipeline.runner import plan, run_pipeline
+    from llmforge.engine.console import summary
+    from llmforge.pipeline.execution import plan, run_pipeline
     from llmforge.pipeline.spec import load_pipeline
 
     pipeline = load_pipeline(args.config, args.overrides)
@@ -60,8 +62,7 @@ def _pipeline(args: argparse.Namespace) -> int:
             print(f"{stage.name}: {stage.config.stage} -> {stage.config.output_dir}{needs}")
         return EXIT_OK
     for row in run_pipeline(pipeline):
-        shown = {k: round(v, 4) for k, v in row["final_metrics"].items() if k in SUMMARY_KEYS}
-        print(f"{row['name']}: {row['status']}  {row['output_dir']}  {shown}")
+        print(f"{row['name']}: " + summary(row["status"], row["output_dir"], row["final_metrics"], row["seconds"]))
     print(f"report: {pipeline.output_dir / 'report.md'} (and report.html)")
     return EXIT_OK
 
@@ -92,7 +93,7 @@ def _bench(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from llmforge.bench.runner import GROUPS, run_benchmarks
+    from llmforge.bench.suite import GROUPS, run_benchmarks
     from llmforge.bench.tables import render
 
     groups = tuple(args.only.split(",")) if args.only else GROUPS
@@ -125,12 +126,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from llmforge.config.loader import parse_override
     from llmforge.config.schema import DataSource
     from llmforge.eval import evaluate
 
+    options = {".".join(key): value for key, value in map(parse_override, args.options)}
     try:
         source = DataSource(name=args.dataset, path=args.path, format=args.format, split=args.split,
-                            max_samples=args.max_samples)
+                            max_samples=args.max_samples, options=options)
     except ValidationError as exc:
         raise UserError(f"eval data: {exc.errors()[0]['msg']}") from None
     print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
@@ -239,9 +242,9 @@ EXAMPLES = {
     "plot": "llmforge plot runs/tiny-rlhf/ppo --out plots/",
     "generate": 'llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --max-new-tokens 8',
     "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
-    "eval": "llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test\n"
+    "eval": "llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=9\n"
             "  llmforge eval runs/tiny-rlhf/dpo --against runs/tiny-rlhf/sft --judge runs/tiny-rlhf/rm "
-            "--dataset arithmetic-prompts",
+            "--dataset arithmetic-prompts --options max_operand=9",
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
     "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online",
@@ -255,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmforge", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"llmforge {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' own warnings, progress bars "
+                        "and load reports (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
@@ -308,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--against", help="baseline model: report the win-rate of MODEL against it")
     ev.add_argument("--judge", help="reward model that judges the win-rate (an rm run)")
     ev.add_argument("--split", default="test", help="split to read (default: test)")
+    ev.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="options of a built-in dataset, as a recipe's data options (e.g. max_operand=9)")
     ev.add_argument("--max-samples", type=int, help="score only the first N rows")
     ev.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")
     exp = command("export", _export, "write a plain HF folder (LoRA merged, stop tokens kept) that transformers "
@@ -332,11 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+def _quiet_libraries(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="[llmforge] %(message)s", stream=sys.stderr)
-    for name in ("transformers", "datasets", "accelerate", "torch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("transformers", "datasets", "accelerate", "torch", "DeepSpeed", "mlflow", "alembic", "httpx"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from llmforge.engine.console import quiet
+
+    quiet(verbose)
     if not sys.stderr.isatty():
         import datasets
 
@@ -371,12 +381,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = parse(argv)
-    _quiet_libraries()
+    _quiet_libraries(getattr(args, "verbose", False))
     try:
         return args.func(args)
     except UserError as exc:
         print(f"llmforge: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except Stopped as exc:
+        print(f"llmforge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except OSError as exc:
         from llmforge.engine.files import disk_full
 

@@ -23,7 +23,7 @@ def _private_cache(tmp_path_factory):
 def pretrained(tmp_path_factory) -> Path:
     """The tiny pretrained model (300 steps, ~40 s): the base of the SFT tests."""
     from llmforge.config import load_config
-    from llmforge.engine.runner import run_stage
+    from llmforge.stages import run as run_stage
     from tests.helpers import write_recipe
 
     folder = tmp_path_factory.mktemp("base")
@@ -37,7 +37,7 @@ def pretrained(tmp_path_factory) -> Path:
 
 def _sft_of(pretrained: Path, folder: Path, **changes) -> Path:
     from llmforge.config import load_config
-    from llmforge.engine.runner import run_stage
+    from llmforge.stages import run as run_stage
     from tests.helpers import TINY_SFT, write_recipe
 
     recipe = write_recipe(folder, name="sft.yaml", base=TINY_SFT, model={"name": str(pretrained)},

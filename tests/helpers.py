@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,9 @@ TINY_SFT: dict[str, Any] = {
         "eval": [{"name": "arithmetic-sft", "split": "test", "options": DIGITS},
                  {"name": "arithmetic-prompts", "split": "test", "options": DIGITS}],
         "max_length": 64,
+        # rows in a random order, packed: every batch mixes the task's three prompt templates (grouping by
+        # length, the CPU default, would put one template in each batch)
+        "packing": True,
     },
     "train": {"max_steps": 300, "micro_batch_size": 32, "lr": 3.0e-3, "warmup_ratio": 0.05},
     "checkpoint": {"every_steps": 100, "keep_last": 1},
@@ -135,10 +143,139 @@ def metric_lines(run: Path, key: str) -> list[dict[str, Any]]:
 
 
 def start_accuracy(model: Path | str) -> float:
-    """Held-out greedy exact match of a model on the built-in task (single digits), as `llmforge eval` gives it."""
+    """Held-out greedy exact match of a model on the built-in task (single digits), as `llmforge eval` gives it:
+    the problems the alignment stages' eval_accuracy is measured on."""
     import json
 
-    result = run_cli("eval", str(model), "--dataset", "arithmetic-prompts", "--split", "test")
+    result = run_cli("eval", str(model), "--dataset", "arithmetic-prompts", "--split", "test",
+                     "--options", *(f"{k}={v}" for k, v in DIGITS.items()))
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"]
 
+
+# Recipes and steps several stage tests share.
+RM = {
+    "stage": "rm",
+    "seed": 42,
+    "data": {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 16000, **DIGITS}}],
+             "eval": [{"name": "arithmetic-pref", "split": "test", "options": DIGITS}], "max_length": 64},
+    "adapter": {"type": "lora", "r": 16, "alpha": 32},
+    "train": {"max_steps": 1000, "micro_batch_size": 16, "lr": 1.0e-3, "warmup_ratio": 0.05},
+    "checkpoint": {"every_steps": 1000},
+    "logging": {"every_steps": 50},
+}
+
+DPO = {
+    "stage": "dpo",
+    "seed": 42,
+    "data": {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 8000, **DIGITS}}],
+             "eval": [{"name": "arithmetic-pref", "split": "test", "options": DIGITS},
+                      {"name": "arithmetic-prompts", "split": "test", "options": DIGITS}], "max_length": 64},
+    "dpo": {"beta": 0.1, "sft_weight": 1.0},
+    "train": {"max_steps": 200, "micro_batch_size": 16, "lr": 5.0e-4, "warmup_ratio": 0.05},
+    "checkpoint": {"every_steps": 1000},
+    "logging": {"every_steps": 10},
+}
+
+
+def lora_steps(tmp_path: Path, recipe: dict, start: Path) -> tuple[Any, dict]:
+    """Three LoRA steps from `start`, logged every step: (the outcome, its first line with rewards)."""
+    from llmforge.config import load_config
+    from llmforge.stages import run as run_stage
+
+    outcome = run_stage(load_config(write_recipe(
+        tmp_path, base=recipe, model={"name": str(start)}, adapter={"type": "lora", "r": 8, "alpha": 16},
+        train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1}, eval={"max_samples": 8})))
+    return outcome, metric_lines(outcome.output_dir, "rewards/chosen")[0]
+
+
+def quick_resume_recipe(recipe: dict) -> dict:
+    """20 steps of the preset on 400 pairs, a checkpoint at 10: a few seconds to SIGKILL and resume."""
+    return {**recipe, "model": {"name": "tiny-llama"},
+            "data": {**recipe["data"], "train": [{"name": "arithmetic-pref", "options": {"num_samples": 400}}]},
+            "train": {"max_steps": 20, "micro_batch_size": 8, "lr": 1.0e-3},
+            "checkpoint": {"every_steps": 10}, "logging": {"every_steps": 5}, "eval": {"max_samples": 8}}
+
+
+def read_wandb_offline(folder: Path) -> list[dict[str, Any]]:
+    """Every offline W&B run under `folder`/wandb, as W&B wrote it: {id, group, name, config, history, summary}.
+
+    W&B 0.31 keeps an offline run in one `run-ID.wandb` file: a header (':W&B', 0xBEE1, a version byte), then
+    LevelDB-log records (32 KiB blocks; a 7-byte header each: crc32c, length, type full/first/middle/last)
+    holding protobuf `Record`s. Read here with W&B's own protobuf classes, nothing else of its internals.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    def chunks(data: bytes):
+        position, pending = 7, b""
+        while position + 7 <= len(data):
+            left = 32768 - position % 32768
+            if left < 7:
+                position += left
+                continue
+            _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+            if length == 0 and kind == 0:
+                position += left
+                continue
+            piece = data[position + 7:position + 7 + length]
+            position += 7 + length
+            if kind == 1:
+                yield piece
+            elif kind == 2:
+                pending = piece
+            elif kind == 3:
+                pending += piece
+            elif kind == 4:
+                yield pending + piece
+                pending = b""
+
+    runs = []
+    for path in sorted(Path(folder).glob("wandb/offline-run-*/run-*.wandb")):
+        run: dict[str, Any] = {"history": [], "config": {}, "summary": {}}
+        for raw in chunks(path.read_bytes()):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run.update(id=record.run.run_id, group=record.run.run_group, name=record.run.display_name)
+                run["config"].update({i.key: json.loads(i.value_json) for i in record.run.config.update})
+            elif kind == "history":
+                run["history"].append({i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                                       for i in record.history.item})
+            elif kind == "config":
+                run["config"].update({i.key: json.loads(i.value_json) for i in record.config.update})
+            elif kind == "summary":
+                run["summary"].update({i.key: json.loads(i.value_json) for i in record.summary.update if i.key})
+        runs.append(run)
+    return runs
+
+
+@contextmanager
+def json_service(answer: Callable[[dict], Any]) -> Iterator[tuple[str, list[dict]]]:
+    """A real HTTP service on 127.0.0.1 answering each JSON POST with ``answer(body)``; yields its URL and the
+    bodies it received (a reward service, as users run one)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(body)
+            reply = json.dumps(answer(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/score", received
+    finally:
+        server.shutdown()

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from llmforge.config import load_config
+from llmforge.config import dump, load_config
+from llmforge.config.stages import spec_for
+from llmforge.data.builtin import BUILTINS
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "pipelines")
@@ -14,9 +16,18 @@ PIPELINES = sorted((CONFIGS / "pipelines").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(p.parents[1])))
-def test_recipe_validates(recipe):
+def test_recipe_validates(recipe, tmp_path):
+    """Each recipe validates, reads only keys its stage uses, round-trips through `llmforge config`, and its
+    built-in data sources are in a format the stage trains on."""
     cfg = load_config(recipe)
     assert cfg.output_dir.startswith("runs/")
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(dump(cfg))
+    assert load_config(resolved) == cfg
+    spec = spec_for(cfg.stage)
+    for source in cfg.data.train:
+        if source.name in BUILTINS:
+            assert BUILTINS[source.name].format in spec.formats, f"{source.name} is not read by {cfg.stage}"
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.name)

@@ -173,7 +173,7 @@ def trl_online(kind: str, model_dir: Path, size: Size, out: Path, completions: i
 
     from llmforge.config.schema import DataSource
     from llmforge.data.sources import load_source
-    from llmforge.rl.rewards import arithmetic
+    from llmforge.rl.reward_functions import arithmetic
 
     if kind == "grpo":
         from trl import GRPOConfig as Config

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-from llmforge.config.schema import RunConfig
+from llmforge.config.compose import validate_dict
 
 
 @dataclass
@@ -128,8 +129,6 @@ def feature_workloads(size: Size, folder: Path) -> list[Workload]:
         variant("default", "data.packing: auto (the device's choice), sdpa attention, adamw_torch"),
         variant("packed", "data.packing: true (padding-free rows, per-sample positions), sdpa",
                 data={"packing": True}),
-        variant("packed-flex", "data.packing: true, attn_implementation: flex_attention (compiled block mask)",
-                data={"packing": True}, model={"attn_implementation": "flex_attention"}),
         variant("grouped", "data.packing: grouped (padded batches of similar lengths)", data={"packing": "grouped"}),
         variant("padded", "data.packing: false (padded batches, random order)", data={"packing": False}),
         variant("eager-attention", "attn_implementation: eager", model={"attn_implementation": "eager"}),
@@ -137,7 +136,11 @@ def feature_workloads(size: Size, folder: Path) -> list[Workload]:
                 train={"gradient_checkpointing": True}),
         variant("fused-adamw", "train.optimizer: adamw_torch_fused", train={"optimizer": "adamw_torch_fused"}),
         variant("torch-compile", "train.compile: true", train={"compile": True}),
-    ] + ([variant("liger", "train.liger_kernel: true", train={"liger_kernel": True})] if liger_available() else [])
+    ] + ([variant("liger", "train.liger_kernel: true", train={"liger_kernel": True})] if liger_available() else []) + (
+        # PyTorch's FlexAttention has no backward pass on CPU: a GPU option only
+        [variant("packed-flex", "data.packing: true, attn_implementation: flex_attention (compiled block mask)",
+                 data={"packing": True}, model={"attn_implementation": "flex_attention"})]
+        if torch.cuda.is_available() else [])
 
 
 def overhead_recipe(size: Size, folder: Path) -> dict[str, Any]:
@@ -149,10 +152,11 @@ def overhead_recipe(size: Size, folder: Path) -> dict[str, Any]:
 
 def run_recipe(recipe: dict[str, Any]) -> Path:
     """Run a workload as `llmforge train` would: in this process, or under the launcher for several."""
+    from llmforge.config.stages import spec_for
     from llmforge.distributed import launcher
     from llmforge.engine.runner import run_stage
 
-    cfg = RunConfig.model_validate(recipe)
+    cfg = validate_dict(recipe)
     if launcher.needs_launch(cfg):
         path = Path(recipe["output_dir"]).with_suffix(".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +164,7 @@ def run_recipe(recipe: dict[str, Any]) -> Path:
         if launcher.launch(cfg, str(path), []):
             raise RuntimeError(f"the launched workload {path} failed; its output is above")
     else:
-        run_stage(cfg)
+        run_stage(cfg, spec_for(cfg.stage))
     return Path(recipe["output_dir"])
 
 

@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from llmforge.config.compose import run_config_class, unused_keys
 from llmforge.config.schema import RunConfig
+from llmforge.config.stages import stage_specs
 from llmforge.errors import UserError, did_you_mean
 
 COMMAND_LINE = "the command line"
@@ -179,12 +181,40 @@ def load_raw(config_path: str | Path, overrides: list[str] | tuple[str, ...] = (
     return raw
 
 
+DEFAULTS_ORIGIN = "(defaults)"  # a pipeline's defaults block: keys there may be unused by some of its stages
+
+
 def validate(raw: RawConfig) -> RunConfig:
     try:
-        return RunConfig.model_validate(raw.data)
+        config = run_config_class().model_validate(raw.data)
     except ValidationError as exc:
         lines = [_describe(error, raw) for error in exc.errors()]
         raise UserError("Invalid config:\n  - " + "\n  - ".join(lines)) from None
+    set_here = [key for key, origin in raw.origins.items() if not origin.endswith(DEFAULTS_ORIGIN)]
+    problems = unused_keys(config.stage, set_here)
+    problems = [(key, why) for key, why in problems if not any(key.startswith(f"{k}.") for k, _ in problems)]
+    if problems:
+        reads = ", ".join(stage_specs()[config.stage].allowed())
+        spec = stage_specs()[config.stage]
+        lines = [f"'{_shown(raw, key)}' (set in {raw.origin_of(key)}) is "
+                 + (f"refused by stage {config.stage}: {spec.refuses_why}" if why == "refused" and spec.refuses_why
+                    else f"{'refused' if why == 'refused' else 'not used'} by stage {config.stage}")
+                 for key, why in problems]
+        raise UserError("Invalid config:\n  - " + "\n  - ".join(lines) + f".\n  Remove it; stage {config.stage} "
+                        f"reads: {reads}.")
+    return config
+
+
+def _shown(raw: RawConfig, dotted: str) -> str:
+    """`key=value` for a setting, `key` for a section (what the user wrote, as an override would say it)."""
+    node: Any = raw.data
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) and part.isdigit() else (
+            node.get(part) if isinstance(node, dict) else None)
+    if isinstance(node, dict) and len(node) == 1:  # a section with one key: name the key
+        key, value = next(iter(node.items()))
+        return _shown(raw, f"{dotted}.{key}")
+    return dotted if isinstance(node, (dict, list)) or node is None else f"{dotted}={node}"
 
 
 def load_config(config_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -215,7 +245,7 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
 
 def _known_keys(section_path: list[str]) -> list[str]:
     """Field names of the schema section at `section_path` (list indices skipped)."""
-    model: type[BaseModel] | None = RunConfig
+    model: type[BaseModel] | None = run_config_class()
     for part in section_path:
         if part.isdigit() or model is None:
             continue
@@ -234,6 +264,28 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def resolved(config: RunConfig) -> dict[str, Any]:
+    """The resolved config as data, keeping only the keys its stage reads: loading it again gives the same
+    config (and passes the unused-key check)."""
+    spec = stage_specs()[config.stage]
+    allowed = spec.allowed()
+
+    def keep(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+        kept = {}
+        for key, value in tree.items():
+            dotted = f"{prefix}{key}"
+            if dotted in spec.refuses:
+                continue
+            if any(a == dotted or a.startswith(f"{dotted}.") for a in allowed):
+                whole = dotted in allowed and not any(r.startswith(f"{dotted}.") for r in spec.refuses)
+                kept[key] = keep(value, f"{dotted}.") if isinstance(value, dict) and not whole else value
+            elif any(dotted.startswith(f"{a}.") for a in allowed):
+                kept[key] = value
+        return kept
+
+    return keep(config.model_dump(mode="json"), "")
+
+
 def dump(config: RunConfig) -> str:
-    """The resolved config as YAML, in schema order."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML, in schema order: the keys its stage reads, defaults filled in."""
+    return yaml.safe_dump(resolved(config), sort_keys=False, allow_unicode=True)

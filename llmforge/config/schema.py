@@ -1,8 +1,9 @@
 """The recipe schema: every key a recipe may hold, its type and its default.
 
-One pydantic model for the whole run (as Axolotl does), split into sections so a
-recipe reads like the contract in DESIGN.md. `extra="forbid"` everywhere: a typo is
-an error with a suggestion, never a silently ignored key.
+One pydantic model for the whole run (as Axolotl does), split into sections: the ones every
+stage shares are here; each stage declares its own options section in its module, and
+config/compose.py puts them together. `extra="forbid"` everywhere: a typo is an error with a
+suggestion, never a silently ignored key.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-STAGE_NAMES = ("pretrain", "sft", "rm", "dpo", "kto", "ppo", "grpo")
 DATA_FORMATS = ("text", "alpaca", "sharegpt", "messages", "preference", "prompt")
 
 
@@ -95,6 +95,11 @@ class DataConfig(Section):
     cache_dir: str | None = Field(None, description="where tokenized data is cached (default ~/.cache/llmforge)")
 
 
+class EarlyStopping(Section):
+    patience: int = Field(3, ge=1, description="evaluations without improvement before training stops")
+    min_delta: float = Field(0.0, ge=0.0, description="an improvement smaller than this does not count")
+
+
 class TrainConfig(Section):
     max_steps: int = Field(-1, description="optimizer steps; -1 = derive from epochs")
     epochs: float = Field(1.0, gt=0, description="passes over the data when max_steps is -1")
@@ -119,6 +124,9 @@ class TrainConfig(Section):
     liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU, not ppo; needs `pip install "
                                "liger-kernel`)")
 
+    early_stopping: EarlyStopping | None = Field(
+        None, description="stop when checkpoint.best_metric has not improved for `patience` evaluations")
+
     @model_validator(mode="after")
     def _steps_or_epochs(self) -> TrainConfig:
         if self.max_steps == 0 or self.max_steps < -1:
@@ -136,6 +144,16 @@ class CheckpointConfig(Section):
     every_steps: int = Field(500, ge=1, description="save a checkpoint every N optimizer steps")
     keep_last: int = Field(2, ge=1, description="complete checkpoints to keep (older ones are deleted)")
     resume: str = Field("auto", description="auto | never | PATH to a checkpoint folder")
+    best_metric: str | None = Field(
+        None, description="an eval_* metric: keep the best checkpoint (never rotated away) and publish its weights "
+        "as final/; needs eval.every_steps dividing checkpoint.every_steps")
+    best_mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="whether lower or higher best_metric is better; auto = min for losses and perplexity")
+
+    def greater_is_better(self) -> bool:
+        if self.best_mode != "auto":
+            return self.best_mode == "max"
+        return not any(word in (self.best_metric or "") for word in ("loss", "perplexity"))
 
 
 class DistributedConfig(Section):
@@ -155,8 +173,12 @@ class DistributedConfig(Section):
 
 class LoggingConfig(Section):
     every_steps: int = Field(10, ge=1, description="log training metrics every N steps")
-    report_to: list[Literal["tensorboard"]] = Field(
-        default_factory=list, description="extra sinks; tensorboard writes output_dir/tensorboard")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers, any of: tensorboard (output_dir/tensorboard), mlflow "
+        "(MLFLOW_TRACKING_URI, else a SQLite store in output_dir), wandb (honours WANDB_MODE=offline)")
+    run_name: str | None = Field(None, description="the tracker run's name; default: the output folder's name")
+    project: str = Field("llmforge", description="W&B project / MLflow experiment")
+    tags: dict[str, str] = Field(default_factory=dict, description="tags on the tracker run (key: value)")
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -166,112 +188,11 @@ class LoggingConfig(Section):
         return [value] if isinstance(value, str) else value
 
 
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
-REWARD_FUNCTIONS = ("arithmetic", "final_number")  # built-in verifiable rewards (llmforge.rl.rewards)
-
-
-class RewardOptions(Section):
-    center_rewards: float | None = Field(
-        None, ge=0.0, description="weight of a penalty pulling mean reward to 0 (TRL center_rewards_coefficient)")
-    stats_samples: int = Field(
-        1000, ge=1, description="pairs scored after training for the mean/std saved in final/reward_stats.json")
-
-
-class ReferenceOptions(Section):
-    """What the offline preference stages (dpo, kto) share: how far from which reference the policy may move."""
-
-    beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
-    ref_model: str | None = Field(
-        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
-        "base with adapters off, no second copy")
-    precompute_ref: bool = Field(
-        False, description="score the data with the reference once before training, then free it")
-
-
-class DPOOptions(ReferenceOptions):
-    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: " + ", ".join(DPO_LOSSES))
-    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="robust/exo: assumed share of flipped labels")
-    sft_weight: float = Field(
-        0.0, ge=0.0, description="add this much NLL loss on the chosen answers (RPO), which keeps their "
-        "likelihood from falling")
-
-
-class KTOOptions(ReferenceOptions):
-    loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="TRL KTO loss: kto, apo_zero_unpaired")
-    desirable_weight: float = Field(
-        1.0, gt=0.0, description="loss weight of desirable (chosen) answers; raise it when they are fewer")
-    undesirable_weight: float = Field(1.0, gt=0.0, description="loss weight of undesirable (rejected) answers")
-
-
-class RewardSources(Section):
-    """What an online stage (grpo, ppo) rewards: a trained reward model and/or verifiable functions."""
-
-    reward_model: str | None = Field(None, description="a reward model (an rm run or HF folder) scoring completions")
-    reward_functions: list[Literal[REWARD_FUNCTIONS]] = Field(
-        default_factory=list, description="built-in verifiable rewards: " + ", ".join(REWARD_FUNCTIONS))
-    reward_weights: list[float] | None = Field(
-        None, description="weights of [reward_model, *reward_functions] in that order; default all 1")
-    max_new_tokens: int = Field(64, ge=1, description="longest completion")
-    generation: Literal["auto", "padded", "continuous"] = Field(
-        "auto", description="how completions are sampled: padded generate() batches, or transformers' continuous "
-        "batching; auto = the faster on this device (rl/sampling.py)")
-    temperature: float = Field(1.0, gt=0.0, description="sampling temperature")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
-
-    def check_rewards(self, section: str) -> None:
-        if not self.reward_model and not self.reward_functions:
-            raise ValueError(f"stage {section} needs something to reward: set {section}.reward_model (an rm run) "
-                             f"and/or {section}.reward_functions (" + ", ".join(REWARD_FUNCTIONS) + ")")
-        sources = int(bool(self.reward_model)) + len(self.reward_functions)
-        if self.reward_weights is not None and len(self.reward_weights) != sources:
-            raise ValueError(f"{section}.reward_weights has {len(self.reward_weights)} weights for {sources} "
-                             "rewards (reward_model first, then reward_functions)")
-
-
-class GRPOOptions(RewardSources):
-    num_generations: int = Field(8, ge=2, description="completions sampled per prompt (the group)")
-    beta: float = Field(0.0, ge=0.0, description="KL penalty against the reference (0 = no reference model)")
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("dapo", description="TRL GRPO loss aggregation")
-    scale_rewards: Literal["group", "batch", "none"] = Field(
-        "group", description="divide advantages by the reward std of the group, the batch, or not at all")
-
-
-class PPOOptions(RewardSources):
-    rollout_batch_size: int = Field(
-        32, ge=1, description="prompts sampled per step per process; the rollout is split into mini-batches of "
-        "train.micro_batch_size x train.grad_accum_steps sequences, one optimizer step each")
-    ppo_epochs: int = Field(2, ge=1, description="passes over each rollout (mini-batches reshuffled each pass)")
-    samples_per_prompt: int = Field(1, ge=1, description="completions sampled per prompt in a rollout")
-    advantage_estimator: Literal["gae", "rloo"] = Field(
-        "gae", description="gae = learnt value model + GAE; rloo = no value model, each completion's baseline is "
-        "the mean score of its prompt's other samples (needs samples_per_prompt >= 2)")
-    value_model: str | None = Field(
-        None, description="where the value model starts (any model.name; a new one-score head if it has none), "
-        "or `policy`: a value head on the policy itself (shared backbone); default: the reward model, else the "
-        "policy's start")
-    value_lr: float | None = Field(None, gt=0.0, description="value model learning rate; default train.lr")
-    gamma: float = Field(1.0, ge=0.0, le=1.0, description="discount over response tokens")
-    lam: float = Field(0.95, ge=0.0, le=1.0, description="GAE lambda")
-    cliprange: float = Field(0.2, gt=0.0, description="policy ratio clip")
-    cliprange_value: float | None = Field(0.2, gt=0.0, description="value clip around the rollout's values; null = off")
-    vf_coef: float = Field(0.1, ge=0.0, description="weight of the value loss")
-    entropy_coef: float = Field(0.0, ge=0.0, description="entropy bonus weight")
-    kl_coef: float = Field(0.05, ge=0.0, description="per-token KL penalty against the reference, folded into the "
-                           "reward (the starting value when kl_target is set)")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k1", description="per-token KL estimator (k3 is never negative)")
-    kl_target: float | None = Field(None, gt=0.0, description="adapt kl_coef towards this KL per sequence")
-    kl_horizon: int = Field(10000, ge=1, description="sequences over which the adaptive coefficient moves")
-    whiten_advantages: bool = Field(True, description="zero-mean, unit-variance advantages per rollout")
-    normalize_reward: bool = Field(
-        True, description="rescale reward-model scores with the mean/std the rm run saved (reward_stats.json)")
-    reward_clip: float | None = Field(10.0, gt=0.0, description="clip the combined score to +-this; null = off")
-    missing_eos_penalty: float | None = Field(
-        None, ge=0.0, description="subtract this from the score of completions cut at max_new_tokens")
-
-
 class RunConfig(Section):
-    stage: Literal["pretrain", "sft", "rm", "dpo", "kto", "ppo", "grpo"] = Field(description="which stage this recipe runs")
+    """The sections every recipe has. The class recipes validate against adds `stage` (one of the declared
+    stages) and each stage's own options section: config/compose.py builds it from the declarations."""
+
+    stage: str = Field(description="which stage this recipe runs")
     output_dir: str = Field(description="run folder: run.json, metrics.jsonl, checkpoints/, final/")
     seed: int = Field(42, description="seeds model init, data order and dropout")
     model: ModelConfig
@@ -282,37 +203,27 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    rm: RewardOptions = Field(default_factory=RewardOptions)
-    dpo: DPOOptions = Field(default_factory=DPOOptions)
-    kto: KTOOptions = Field(default_factory=KTOOptions)
-    grpo: GRPOOptions = Field(default_factory=GRPOOptions)
-    ppo: PPOOptions = Field(default_factory=PPOOptions)
+
+    def options(self) -> Any:
+        """This stage's own options section (None for a stage without one)."""
+        return getattr(self, self.stage, None)
 
     @model_validator(mode="after")
-    def _online_stage_has_rewards(self) -> RunConfig:
-        if self.stage in ("grpo", "ppo"):
-            getattr(self, self.stage).check_rewards(self.stage)
-            if self.adapter.type == "freeze":
-                raise ValueError(f"adapter.type=freeze is not offered for {self.stage}; use none (full) or lora")
-        if self.stage == "ppo":
-            mini_batch = self.train.micro_batch_size * self.train.grad_accum_steps
-            completions = self.ppo.rollout_batch_size * self.ppo.samples_per_prompt
-            if completions % mini_batch:
-                raise ValueError(f"ppo.rollout_batch_size x ppo.samples_per_prompt = {completions} completions must "
-                                 f"be a multiple of the mini-batch, train.micro_batch_size x train.grad_accum_steps "
-                                 f"= {mini_batch}")
-            if self.ppo.advantage_estimator == "rloo" and self.ppo.samples_per_prompt < 2:
-                raise ValueError("ppo.advantage_estimator=rloo compares each completion with the other samples of "
-                                 "its prompt: set ppo.samples_per_prompt to 2 or more")
-            if self.train.compile or self.train.liger_kernel:
-                raise ValueError("train.compile and train.liger_kernel apply to the Trainer-based stages; ppo runs "
-                                 "its own loop and does not use them: set them to false")
-            if self.ppo.advantage_estimator == "rloo" and self.ppo.value_model:
-                raise ValueError("ppo.advantage_estimator=rloo uses no value model: remove ppo.value_model")
+    def _selection_needs_evaluation(self) -> RunConfig:
+        best, every = self.checkpoint.best_metric, self.eval.every_steps
+        if self.train.early_stopping is not None and best is None:
+            raise ValueError("train.early_stopping watches checkpoint.best_metric: set it (e.g. eval_loss)")
+        if best is not None:
+            if not best.startswith("eval_"):
+                raise ValueError(f"checkpoint.best_metric '{best}' must be an evaluation metric (eval_loss, "
+                                 "eval_accuracy, ...)")
+            if every is None:
+                raise ValueError("checkpoint.best_metric needs evaluations during training: set eval.every_steps")
+            if self.checkpoint.every_steps % every:
+                raise ValueError(f"checkpoint.every_steps={self.checkpoint.every_steps} must be a multiple of "
+                                 f"eval.every_steps={every}, so every checkpoint has the metric that ranks it")
         return self
 
 
 # Keys that may change between a run and its resumption without making it a different run.
 RESUME_NEUTRAL_SECTIONS = ("checkpoint", "distributed", "logging")
-# Option sections read only by their own stage.
-STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo")

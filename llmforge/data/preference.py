@@ -1,146 +1,135 @@
-"""Preference rows -> (prompt, chosen, rejected) conversations, whatever shape they came in.
+"""Preference and prompt datasets for the rm, dpo and grpo stages: parsed, templated, counted, cached.
 
-Real preference datasets come in several shapes: an explicit `prompt` beside `chosen`
-and `rejected` (strings or message lists, sometimes with the prompt repeated inside
-them), or only `chosen` and `rejected`, full conversations or Anthropic HH transcripts
-("\\n\\nHuman: ... \\n\\nAssistant: ...") that share their prompt as a prefix. All become
-one shape, so reward modelling, DPO and GRPO template and tokenize pairs the same way.
-
-Pairs that teach nothing (ties, empty answers, identical chosen and rejected) are
-skipped and counted; rows with a broken structure are errors naming the row.
+Each kept pair carries its conversations (`prompt`, `chosen`, `rejected`: what TRL's
+DPO trainer templates itself) and the token ids our templating gives them (what the
+reward model trains on), so every stage sees the same text. Pairs longer than
+`data.max_length` are dropped (`data.truncation: drop`) or kept to be cut at
+max_length by the stage (`truncate`, the default); skipped pairs are counted by reason.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
-from llmforge.data.formats import Message, RowError, parse_turns, row_error
+from datasets import Dataset
 
-HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
-HH_ROLES = {"Human": "user", "Assistant": "assistant"}
-SKIP_REASONS = ("tie", "empty_answer", "identical")
+from llmforge.config.schema import DataConfig
+from llmforge.data.cache import cache_key
+from llmforge.data.chat import encode_prompt, render
+from llmforge.data.formats import graded_prompts, to_prompt
+from llmforge.data.pairs import Pair, common_prefix_length, skip_reason, to_pair
+from llmforge.data.pretrain import tokenizer_fingerprint
+from llmforge.data.sources import LoadedSource, load_source
+from llmforge.data.splits import check_formats, encode_sources, prepare_splits
+from llmforge.errors import UserError
+
+log = logging.getLogger("llmforge")
+PAIR_FORMATS = ("preference",)  # what rm, dpo and kto train on
+PROMPT_FORMATS = ("prompt", "preference")  # what the online stages generate from (a pair's prompt)
+PREFERENCE_VERSION = 2  # 2: truncated pairs keep only the tokens that train
+EMPTY: dict[str, Any] = {"prompt": [], "chosen": [], "rejected": [], "prompt_ids": [], "chosen_ids": [],
+                         "rejected_ids": []}
 
 
 @dataclass
-class Pair:
-    prompt: list[Message]
-    chosen: list[Message]  # the turns after the prompt: what the preferred answer says
-    rejected: list[Message]
+class PreferenceData:
+    train: Dataset
+    eval: Dataset | None
+    accuracy: list[dict[str, Any]]  # held-out prompts with verifiable answers (prompt-format eval sources)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _fail(label: str, index: int, problem: str) -> RowError:
-    return row_error(label, index, problem, "preference")
+def encode_pair(tokenizer: Any, pair: Pair) -> tuple[list[int], list[int], list[int]]:
+    """(prompt_ids, chosen_ids, rejected_ids): the answers' ids continue the prompt's (generation prompt included)."""
+    prompt = encode_prompt(tokenizer, pair.prompt)
+    chosen = tokenizer(render(tokenizer, pair.prompt + pair.chosen), add_special_tokens=False)["input_ids"]
+    rejected = tokenizer(render(tokenizer, pair.prompt + pair.rejected), add_special_tokens=False)["input_ids"]
+    shared = min(common_prefix_length(prompt, chosen), common_prefix_length(prompt, rejected))
+    return prompt[:shared], chosen[shared:], rejected[shared:]
 
 
-def parse_hh(text: str) -> list[Message] | None:
-    """An Anthropic HH transcript as messages; None when the text has no Human/Assistant markers."""
-    markers = list(HH_TURN.finditer(text))
-    if not markers or not any(m.group(1) == "Human" for m in markers):
-        return None
-    messages = []
-    for marker, following in zip(markers, [*markers[1:], None], strict=True):
-        end = following.start() if following else len(text)
-        messages.append({"role": HH_ROLES[marker.group(1)], "content": text[marker.end():end].strip()})
-    return messages
+def _encode_fn(tokenizer: Any, label: str, max_length: int, policy: str):
+    def encode(row: dict[str, Any], index: int) -> dict[str, Any]:
+        pair = to_pair(row, label, index)
+        if reason := skip_reason(row, pair):
+            return {**EMPTY, "status": reason}
+        prompt_ids, chosen_ids, rejected_ids = encode_pair(tokenizer, pair)
+        status = "kept"
+        if len(prompt_ids) + max(len(chosen_ids), len(rejected_ids)) > max_length:
+            if policy == "drop" or len(prompt_ids) >= max_length:
+                return {**EMPTY, "status": "dropped_too_long"}
+            status = "truncated"  # answers cut where training cuts them, so token counts are what trains
+            room = max_length - len(prompt_ids)
+            chosen_ids, rejected_ids = chosen_ids[:room], rejected_ids[:room]
+        return {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "prompt_ids": prompt_ids,
+                "chosen_ids": chosen_ids, "rejected_ids": rejected_ids, "status": status}
+
+    return encode
 
 
-def _messages(value: Any, field: str, role: str, label: str, index: int) -> list[Message]:
-    """A string (plain or an HH transcript) or a message list as messages."""
-    if isinstance(value, str):
-        return parse_hh(value) or [{"role": role, "content": value}]
-    if isinstance(value, dict) and "content" in value:
-        value = [value]
-    if isinstance(value, list):
-        return parse_turns(value, "role", "content", field, label, index, "preference")
-    problem = "missing field" if value is None else f"must be a string or a list of messages, got {type(value).__name__}"
-    raise _fail(label, index, f"'{field}' {problem}")
+def _check_formats(sources: list[LoadedSource], allowed: tuple[str, ...], section: str, stage: str) -> None:
+    check_formats(sources, allowed, section, f"the {stage} stage reads {' or '.join(allowed)} rows here")
 
 
-def common_prefix_length(a: Sequence[Any], b: Sequence[Any]) -> int:
-    """How many leading items (messages, token ids, characters) two sequences share."""
-    count = 0
-    while count < min(len(a), len(b)) and a[count] == b[count]:
-        count += 1
-    return count
+def prepare_preference_data(cfg: DataConfig, tokenizer: Any, seed: int, stage: str) -> PreferenceData:
+    if cfg.streaming:
+        raise UserError("data.streaming applies to pretraining; preference datasets are prepared and cached whole.")
+    train = [load_source(s, default_format="preference") for s in cfg.train]
+    evals = [load_source(s, default_format="preference") for s in cfg.eval]
+    _check_formats(train, PAIR_FORMATS, "train", stage)
+    _check_formats(evals, ("preference", "prompt"), "eval", stage)
+    pair_evals = [s for s in evals if s.format == "preference"]
+    fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals],
+                    "tokenizer": tokenizer_fingerprint(tokenizer), "chat_template": tokenizer.chat_template}
+    key = cache_key([fingerprints, cfg.max_length, cfg.truncation, cfg.eval_fraction, seed, PREFERENCE_VERSION])
 
 
-def _split_plain(chosen: str, rejected: str) -> tuple[str, str, str]:
-    """Plain texts sharing a prompt: cut at the last whitespace of their common prefix."""
-    common = common_prefix_length(chosen, rejected)
-    cut = max(chosen.rfind(" ", 0, common), chosen.rfind("\n", 0, common)) + 1 if common < len(chosen) else common
-    return chosen[:cut], chosen[cut:], rejected[cut:]
+    def encoder(src: LoadedSource):
+        return _encode_fn(tokenizer, src.label, cfg.max_length, cfg.truncation)
+
+    data, stats = prepare_splits(cfg, key, seed, train, pair_evals,
+                                 lambda sources, section: encode_sources(sources, encoder, section,
+                                                                         "preference pairs (ties, empty or "
+                                                                         "identical answers are skipped)"))
+    log.info("Preference pairs: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"),
+             cfg.max_length, cfg.truncation)
+    stats.update(train_pairs=stats["splits"]["train"]["rows"])
+    accuracy = [item for src in evals if src.format == "prompt" for item in graded_prompts(src.rows, src.label)]
+    fingerprints["prepared"] = key
+    return PreferenceData(data["train"], data.get("eval"), accuracy, fingerprints, stats)
 
 
-def _implicit(row: dict[str, Any], label: str, index: int) -> tuple[list[Message], list[Message], list[Message]]:
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if isinstance(chosen, str) and isinstance(rejected, str) and parse_hh(chosen) is None:
-        prompt, chosen_text, rejected_text = _split_plain(chosen, rejected)
-        if not prompt.strip():
-            raise _fail(label, index, "'chosen' and 'rejected' share no prompt text; give the prompt in a "
-                        "'prompt' column")
-        return ([{"role": "user", "content": prompt.strip()}], [{"role": "assistant", "content": chosen_text}],
-                [{"role": "assistant", "content": rejected_text}])
-    chosen_messages = _messages(chosen, "chosen", "assistant", label, index)
-    rejected_messages = _messages(rejected, "rejected", "assistant", label, index)
-    shared = common_prefix_length(chosen_messages, rejected_messages)
-    if shared == len(chosen_messages) == len(rejected_messages):  # identical: keep it whole, reported as such
-        shared -= 1
-    while shared > 0 and chosen_messages[shared - 1]["role"] == "assistant":  # answers start after a user turn
-        shared -= 1
-    if shared == 0:
-        raise _fail(label, index, "'chosen' and 'rejected' do not start with a shared prompt turn; give the "
-                    "prompt in a 'prompt' column")
-    return chosen_messages[:shared], chosen_messages[shared:], rejected_messages[shared:]
+def _prompt_rows(src: LoadedSource) -> list[dict[str, Any]]:
+    """Each row's prompt, its `answer` (as text, None when absent) and every other column of a prompt row, which
+    reward functions receive as keyword lists."""
+    rows = []
+    for index, row in enumerate(src.rows):
+        if src.format == "prompt":
+            answer = row.get("answer")
+            extra = {key: value for key, value in row.items() if key not in ("prompt", "answer")}
+            rows.append({"prompt": to_prompt(row, src.label, index),
+                         "answer": None if answer is None else str(answer), **extra})
+        else:
+            rows.append({"prompt": to_pair(row, src.label, index).prompt, "answer": None})
+    return rows
 
 
-def _without_prompt(messages: list[Message], prompt: list[Message]) -> list[Message]:
-    """Answers that repeat the prompt's turns first (as UltraFeedback's do) keep only what follows."""
-    if len(messages) > len(prompt) and messages[:len(prompt)] == prompt:
-        return messages[len(prompt):]
-    return messages
+def prepare_prompt_data(cfg: DataConfig, stage: str) -> tuple[Dataset, list[dict[str, Any]], dict[str, Any]]:
+    """Prompts to generate from (prompt rows, or the prompts of preference pairs), with any verifiable `answer`.
 
-
-def check_scores(row: dict[str, Any], label: str, index: int) -> None:
-    """Scores, when given, are finite numbers: a NaN score would compare unequal to everything and pass as
-    a preference."""
-    for field in ("score_chosen", "score_rejected"):
-        value = row.get(field)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _fail(label, index, f"'{field}' must be a finite number, got {value!r}")
-
-
-def skip_reason(row: dict[str, Any], pair: Pair) -> str | None:
-    """Why a well-formed pair teaches nothing, if it does not."""
-    scores = row.get("score_chosen"), row.get("score_rejected")
-    if row.get("tie") is True or (None not in scores and scores[0] == scores[1]):
-        return "tie"
-    for answer in (pair.chosen, pair.rejected):
-        if not any(m["content"].strip() for m in answer if m["role"] == "assistant"):
-            return "empty_answer"
-    if [m["content"].strip() for m in pair.chosen] == [m["content"].strip() for m in pair.rejected]:
-        return "identical"
-    return None
-
-
-def to_pair(row: dict[str, Any], label: str, index: int) -> Pair:
-    """The row as a pair; a structural problem is a RowError naming the row and field."""
-    for field in ("chosen", "rejected"):
-        if row.get(field) is None:
-            raise _fail(label, index, f"'{field}' missing field")
-    check_scores(row, label, index)
-    if row.get("prompt") is not None:
-        prompt = _messages(row["prompt"], "prompt", "user", label, index)
-        chosen = _without_prompt(_messages(row["chosen"], "chosen", "assistant", label, index), prompt)
-        rejected = _without_prompt(_messages(row["rejected"], "rejected", "assistant", label, index), prompt)
-    else:
-        prompt, chosen, rejected = _implicit(row, label, index)
-    for field, answer in (("chosen", chosen), ("rejected", rejected)):
-        if not any(m["role"] == "assistant" for m in answer):
-            raise _fail(label, index, f"'{field}' has no assistant turn after the prompt")
-    return Pair(prompt, chosen, rejected)
+    Returns (train prompts, held-out graded prompts, fingerprints).
+    """
+    train = [load_source(s, default_format="prompt") for s in cfg.train]
+    evals = [load_source(s, default_format="prompt") for s in cfg.eval]
+    _check_formats(train, PROMPT_FORMATS, "train", stage)
+    _check_formats(evals, ("prompt",), "eval", stage)
+    rows = [row for src in train for row in _prompt_rows(src)]
+    if not rows:
+        raise UserError(f"data.train: no prompts to generate from ({', '.join(s.label for s in train)} "
+                        "has no rows).")
+    accuracy = [item for src in evals for item in graded_prompts(src.rows, src.label)]
+    fingerprints = {"train": [s.fingerprint for s in train], "eval": [s.fingerprint for s in evals]}
+    return Dataset.from_list(rows), accuracy, fingerprints

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -20,21 +21,22 @@ import yaml
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import backend, launched_externally
 from llmforge.distributed.strategy import deepspeed_config, fsdp_arguments
+from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED, elastic_signals
 from llmforge.errors import UserError
 
 
 def needs_launch(cfg: RunConfig) -> bool:
     """More than one process, or a sharding strategy (which needs a process group even for one GPU)."""
-    d = cfg.distributed
-    return not launched_externally() and (d.nproc_per_node > 1 or d.nnodes > 1 or d.strategy != "ddp")
+    dist = cfg.distributed
+    return not launched_externally() and (dist.nproc_per_node > 1 or dist.nnodes > 1 or dist.strategy != "ddp")
 
 
 def torchrun_options(cfg: RunConfig) -> list[str]:
-    d = cfg.distributed
-    if d.node_rank >= d.nnodes:
-        raise UserError(f"distributed.node_rank={d.node_rank} must be below distributed.nnodes={d.nnodes}.")
-    return [f"--nnodes={d.nnodes}", f"--nproc_per_node={d.nproc_per_node}", f"--node_rank={d.node_rank}",
-            f"--master_addr={d.master_addr}", f"--master_port={d.master_port}"]
+    dist = cfg.distributed
+    if dist.node_rank >= dist.nnodes:
+        raise UserError(f"distributed.node_rank={dist.node_rank} must be below distributed.nnodes={dist.nnodes}.")
+    return [f"--nnodes={dist.nnodes}", f"--nproc_per_node={dist.nproc_per_node}", f"--node_rank={dist.node_rank}",
+            f"--master_addr={dist.master_addr}", f"--master_port={dist.master_port}"]
 
 
 def worker_arguments(config_path: str, overrides: list[str]) -> list[str]:
@@ -60,7 +62,7 @@ def layer_class_hint(cfg: RunConfig) -> str | None:
 
 def describe_launch(cfg: RunConfig, config_path: str, overrides: list[str]) -> str:
     """What `--dry-run` prints: the command, then the generated strategy config."""
-    d = cfg.distributed
+    dist = cfg.distributed
     lines = []
     if needs_launch(cfg):
         lines += ["# launch (run this on every node, with its own distributed.node_rank):",
@@ -68,10 +70,10 @@ def describe_launch(cfg: RunConfig, config_path: str, overrides: list[str]) -> s
     else:
         lines += ["# single process (or already inside a launcher):",
                   shlex.join(["llmforge", "train", config_path, *overrides])]
-    lines.append(f"# strategy: {d.strategy}, backend: {backend()}, world size: {d.nnodes * d.nproc_per_node}")
-    if d.strategy == "deepspeed":
+    lines.append(f"# strategy: {dist.strategy}, backend: {backend()}, world size: {dist.nnodes * dist.nproc_per_node}")
+    if dist.strategy == "deepspeed":
         lines += ["# DeepSpeed config:", json.dumps(deepspeed_config(cfg), indent=2)]
-    elif d.strategy == "fsdp":
+    elif dist.strategy == "fsdp":
         lines += ["# FSDP (transformers TrainingArguments fsdp / fsdp_config):",
                   yaml.safe_dump(fsdp_arguments(cfg, layer_class_hint(cfg)), sort_keys=False).rstrip()]
     return "\n".join(lines)
@@ -79,29 +81,36 @@ def describe_launch(cfg: RunConfig, config_path: str, overrides: list[str]) -> s
 
 def launch(cfg: RunConfig, config_path: str, overrides: list[str]) -> int:
     """Run the workers of this node; returns the exit code llmforge should end with."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    d = cfg.distributed
+    dist = cfg.distributed
     torchrun_options(cfg)  # validates
     # Workers print their own errors; the agent's failure report would only repeat them.
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
-    if "OMP_NUM_THREADS" not in os.environ and d.nproc_per_node > 1:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // d.nproc_per_node))
+    if "OMP_NUM_THREADS" not in os.environ and dist.nproc_per_node > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // dist.nproc_per_node))
     config = LaunchConfig(
-        min_nodes=d.nnodes,
-        max_nodes=d.nnodes,
-        nproc_per_node=d.nproc_per_node,
-        run_id=f"llmforge-{d.master_port}",
+        min_nodes=dist.nnodes,
+        max_nodes=dist.nnodes,
+        nproc_per_node=dist.nproc_per_node,
+        run_id=f"llmforge-{dist.master_port}",
         rdzv_backend="static",
-        rdzv_endpoint=f"{d.master_addr}:{d.master_port}",
-        rdzv_configs={"rank": d.node_rank, "timeout": 900},
+        rdzv_endpoint=f"{dist.master_addr}:{dist.master_port}",
+        rdzv_configs={"rank": dist.node_rank, "timeout": 900},
         max_restarts=0,
         monitor_interval=0.5,
     )
+    elastic_signals()
     try:
         elastic_launch(config, sys.executable)(*worker_arguments(config_path, overrides))
     except ChildFailedError as exc:
         codes = {failure.exitcode for failure in exc.failures.values()}
-        return 2 if 2 in codes else 1
+        for kept in (2, EXIT_PREEMPTED, EXIT_INTERRUPTED):  # a user error, or a checkpoint written on a signal
+            if kept in codes:
+                return kept
+        return 1
+    except SignalException as exc:  # the launcher itself was signalled; the workers saved and left
+        return EXIT_INTERRUPTED if exc.sigval == signal.SIGINT else EXIT_PREEMPTED
     return 0

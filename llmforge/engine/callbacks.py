@@ -52,7 +52,8 @@ class CheckpointCallback(TrainerCallback):
         if state.is_world_process_zero:
             offset = self.metrics.stat().st_size if self.metrics is not None and self.metrics.exists() else None
             checkpoints.mark_complete(checkpoint, state.global_step, offset)
-            checkpoints.rotate(self.folder, self.keep_last)
+            best = (self.folder / f"checkpoint-{state.best_global_step}",) if state.best_global_step else ()
+            checkpoints.rotate(self.folder, self.keep_last, keep=best)
         return control
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, STAGE_SECTIONS, RunConfig
+from llmforge.config.compose import stage_sections, validate_dict
+from llmforge.config.schema import RESUME_NEUTRAL_SECTIONS, RunConfig
 from llmforge.engine.files import atomic_write_json, atomic_write_text
 from llmforge.errors import UserError
 from llmforge.registry.folders import relative_reference
@@ -53,7 +54,7 @@ def source_commit() -> str | None:
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a resolved config that make a run this run: logging or launch changes do not, nor do
     the option sections of other stages (a dpo run does not change when ppo.* gains a key)."""
-    others = set(STAGE_SECTIONS) - {config.get("stage")}
+    others = set(stage_sections()) - {config.get("stage")}
     return {key: value for key, value in config.items() if key not in RESUME_NEUTRAL_SECTIONS and key not in others}
 
 
@@ -65,7 +66,7 @@ def changes_since(recorded: dict[str, Any], current: dict[str, Any]) -> list[str
     """
     # a config written by a version whose keys no longer validate is compared as recorded
     with contextlib.suppress(ValidationError):
-        recorded = RunConfig.model_validate(recorded).model_dump(mode="json")
+        recorded = validate_dict(recorded).model_dump(mode="json")
     return config_differences(identity(recorded), identity(current))
 
 

@@ -18,13 +18,14 @@ import torch
 from llmforge.config.schema import DataSource
 from llmforge.data.chat import IGNORE, encode_row
 from llmforge.data.formats import graded_prompts, to_prompt
-from llmforge.data.preference import skip_reason, to_pair
-from llmforge.data.preference_data import encode_pair
+from llmforge.data.pairs import skip_reason, to_pair
+from llmforge.data.preference import encode_pair
 from llmforge.data.sources import LoadedSource, load_source
 from llmforge.errors import UserError
 from llmforge.eval.compare import compare
-from llmforge.eval.reward import load_reward_model, pair_metrics, score_ids
-from llmforge.inference import exact_match, load_for_inference
+from llmforge.eval.exact_match import exact_match
+from llmforge.eval.reward_model import load_reward_model, pair_metrics, score_ids
+from llmforge.inference import load_for_inference
 
 
 def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_size: int = 16,

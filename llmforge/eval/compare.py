@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from llmforge.data.builtin.arithmetic import is_correct
-from llmforge.eval.reward import load_reward_model, win_rate
+from llmforge.eval.answers import is_correct
+from llmforge.eval.reward_model import load_reward_model, win_rate
 from llmforge.inference import generate, load_for_inference
 
 

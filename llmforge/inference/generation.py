@@ -96,14 +96,3 @@ def stream(loaded: LoadedModel, prompt: list[Message] | str, chat: bool = True, 
     worker.join()
     if failure:
         raise failure[0]
-
-
-def exact_match(loaded: LoadedModel, items: list[dict[str, Any]], max_new_tokens: int = 12) -> dict[str, Any]:
-    """Share of prompts whose first integer in the greedy completion equals `answer`."""
-    from llmforge.data.builtin.arithmetic import is_correct
-
-    completions = generate(loaded, [item["messages"] for item in items], max_new_tokens=max_new_tokens)
-    correct = [is_correct(text, item["answer"]) for text, item in zip(completions, items, strict=True)]
-    samples = [{"prompt": item["messages"][-1]["content"], "completion": text, "answer": item["answer"]}
-               for item, text in list(zip(items, completions, strict=True))[:5]]
-    return {"accuracy": sum(correct) / len(correct), "samples": samples}

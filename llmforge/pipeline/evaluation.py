@@ -1,8 +1,8 @@
 """What a pipeline measures after each stage, by kind, for its report.
 
-Every stage brings its own held-out figures (run.json's final metrics: perplexity for
-pretrain, loss and exact match for sft, pair accuracy for rm...). An aligned stage
-(dpo, ppo, grpo) is also set against the stage it started from, on the same held-out
+Every stage brings its own held-out figures (the headline metrics its declaration names, from
+run.json's final metrics or the tail of its log). A stage declared as compared with its start
+(the aligned ones) is also set against the stage it started from, on the same held-out
 prompts: both models' exact match, the win-rate judged by the pipeline's reward model,
 and how far it moved (sampled KL). A few generations show what the numbers mean.
 Results are kept in output_dir/evals/NAME.json with the fingerprints they were made
@@ -15,30 +15,22 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from llmforge.config.stages import spec_for
 from llmforge.data.sources import load_source
 from llmforge.engine.files import atomic_write_json
 from llmforge.eval import prompt_items
 from llmforge.eval.compare import judge_answers
 from llmforge.eval.divergence import sampled_kl
-from llmforge.inference import exact_match, generate, load_for_inference
+from llmforge.eval.exact_match import exact_match
+from llmforge.inference import generate, load_for_inference
 from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
 from llmforge.registry.runs import read_run_info
 
 log = logging.getLogger("llmforge")
 
-HEADLINE: dict[str, tuple[str, ...]] = {
-    "pretrain": ("eval_loss", "eval_perplexity"),
-    "sft": ("eval_loss", "eval_accuracy"),
-    "rm": ("eval_accuracy", "eval_margin"),
-    "dpo": ("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
-    "kto": ("eval_accuracy", "eval_rewards/chosen", "eval_rewards/rejected"),
-    "ppo": ("eval_accuracy", "reward", "kl"),
-    "grpo": ("eval_accuracy", "reward", "kl"),
-}
-ALIGNED = ("dpo", "kto", "ppo", "grpo")
 KL_PROMPTS = 64
 SAMPLES = 4
-PRETRAIN_PREFIX_CHARS = 24
+PREFIX_CHARS = 24
 VERSION = 3  # bump when what evaluate() measures changes, so kept evaluations are redone
 TAIL_SHARE = 0.1  # online stages: reward and KL are the mean of the last 10% of logged steps
 
@@ -54,14 +46,13 @@ def _logged_tail(run: Path, key: str) -> float | None:
 
 
 def headline(kind: str, run: Path) -> dict[str, float]:
-    """The figures the report's table shows for a stage of this kind."""
+    """The figures the report's table shows for a stage of this kind (its declaration names them)."""
+    spec = spec_for(kind)
     final = read_run_info(run).get("final_metrics", {})
-    shown = {}
-    for key in HEADLINE.get(kind, ()):
-        value = final.get(key)
-        if value is None and kind in ("ppo", "grpo") and key in ("reward", "kl"):
-            value = _logged_tail(run, key)
-        if isinstance(value, (int, float)):
+    shown = {key: float(final[key]) for key in spec.headline if isinstance(final.get(key), (int, float))}
+    for key in spec.logged_headline:
+        value = final.get(key) if isinstance(final.get(key), (int, float)) else _logged_tail(run, key)
+        if value is not None:
             shown[key] = float(value)
     return shown
 
@@ -91,12 +82,12 @@ def word_prefix(text: str, chars: int) -> str:
     return " ".join(words)
 
 
-def _pretrain_samples(stage: PipelineStage, run: Path) -> list[dict[str, str]]:
+def _text_samples(stage: PipelineStage, run: Path) -> list[dict[str, str]]:
     texts = []
     for source in stage.config.data.eval:
         data = load_source(source)
         if data.format == "text":
-            texts = [word_prefix(row["text"], PRETRAIN_PREFIX_CHARS) for row in list(data.rows)[:SAMPLES]]
+            texts = [word_prefix(row["text"], PREFIX_CHARS) for row in list(data.rows)[:SAMPLES]]
             break
     if not texts:
         return []
@@ -108,16 +99,17 @@ def _pretrain_samples(stage: PipelineStage, run: Path) -> list[dict[str, str]]:
 def evaluate(stage: PipelineStage, parent: PipelineStage | None, judge: Path | None,
              options: PipelineEvaluation) -> dict[str, Any]:
     kind, run = stage.config.stage, Path(stage.config.output_dir)
+    spec = spec_for(kind)
     result: dict[str, Any] = {"kind": kind, "headline": headline(kind, run), "samples": []}
-    if kind == "pretrain":
-        result["samples"] = _pretrain_samples(stage, run)
+    if spec.samples == "continuations":
+        result["samples"] = _text_samples(stage, run)
         return result
-    if kind == "rm":
+    if spec.samples == "none" or spec.output != "model":
         return result
     prompts = held_out_prompts(stage, options)
     if not prompts:
         return result
-    if kind in ALIGNED and parent is not None:
+    if spec.compared_with_start and parent is not None:
         policy, start = load_for_inference(str(run)), load_for_inference(parent.config.output_dir)
         messages = [p["messages"] for p in prompts]
         versus = judge_answers(str(judge) if judge else None, prompts,

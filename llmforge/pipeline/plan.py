@@ -1,8 +1,8 @@
 """The plan a pipeline prints before it starts: each stage, its size, and about how long it will take here.
 
 The estimate is the stage's training FLOPs (6 x parameters x the tokens its steps can hold) over this
-machine's matmul rate, measured in a quarter of a second, divided by how much of that rate each kind of
-stage reached on the machine the figures in docs/ come from (a 2-core Xeon with AMX, tiny models: small
+machine's matmul rate, measured in a quarter of a second, divided by how much of that rate the stage
+reached on the machine the figures in docs/ come from (each stage declares it: `Cost` in its SPEC) (a 2-core Xeon with AMX, tiny models: small
 matmuls and generation keep them far below the ceiling). It is a guide, right within a factor of about
 1.5 there; on other hardware the ratio between stages holds better than the absolute time.
 """
@@ -14,13 +14,8 @@ import time
 from pathlib import Path
 
 from llmforge.config.schema import ModelConfig, RunConfig
+from llmforge.config.stages import Cost, spec_for
 
-# Share of the measured matmul rate each kind of stage reached on the reference machine with the tiny
-# recipes (seconds from `llmforge pipeline configs/pipelines/tiny-rlhf.yaml`; tokens counted as every row
-# filled to data.max_length, so short rows and generation lower the share).
-EFFICIENCY = {"pretrain": 0.28, "sft": 0.11, "rm": 0.21, "dpo": 0.15, "kto": 0.15, "grpo": 0.004, "ppo": 0.006}
-# forward+backward passes over each row, relative to one pass of next-token training
-PASSES = {"rm": 2.0, "dpo": 3.0, "kto": 3.0}
 SETUP_SECONDS = 6.0  # loading, data preparation from the cache, publishing
 
 
@@ -67,20 +62,19 @@ def parameter_count(model: ModelConfig, known: dict[str, int]) -> int | None:
     return None
 
 
-def tokens_per_step(cfg: RunConfig) -> int:
-    rows = cfg.train.micro_batch_size * cfg.train.grad_accum_steps * cfg.distributed.nproc_per_node
-    if cfg.stage == "ppo":
-        rows = cfg.ppo.rollout_batch_size * cfg.ppo.samples_per_prompt * (cfg.ppo.ppo_epochs + 1)
+def tokens_per_step(cfg: RunConfig, cost: Cost) -> int:
+    rows = (cost.rows_per_step(cfg) if cost.rows_per_step else
+            cfg.train.micro_batch_size * cfg.train.grad_accum_steps * cfg.distributed.nproc_per_node)
     return rows * cfg.data.max_length
 
 
 def estimate(cfg: RunConfig, params: int | None, rate: float) -> float | None:
     """Seconds for the stage on this machine, or None when its size is unknown until it starts."""
-    steps = cfg.train.max_steps
-    if params is None or steps <= 0 or cfg.stage not in EFFICIENCY:
+    cost, steps = spec_for(cfg.stage).cost, cfg.train.max_steps
+    if params is None or steps <= 0 or cost is None:
         return None
-    flops = 6 * params * tokens_per_step(cfg) * PASSES.get(cfg.stage, 1.0) * steps
-    return SETUP_SECONDS + flops / (rate * EFFICIENCY[cfg.stage])
+    flops = 6 * params * tokens_per_step(cfg, cost) * cost.passes * steps
+    return SETUP_SECONDS + flops / (rate * cost.efficiency)
 
 
 def duration(seconds: float) -> str:

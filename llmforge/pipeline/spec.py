@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError
 
 from llmforge.config.loader import RawConfig, apply_override, merge_layer, read_yaml, validate
 from llmforge.config.schema import DataSource, RunConfig, Section
+from llmforge.config.stages import spec_for
 from llmforge.errors import UserError, did_you_mean
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
@@ -152,8 +153,8 @@ def _evaluation(path: Path, body: Any, stages: list[PipelineStage]) -> PipelineE
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise UserError(f"{path}: evaluation.{where}: {error['msg']}") from None
-    reward_stages = [s.name for s in stages if s.config.stage == "rm"]
+    reward_stages = [s.name for s in stages if spec_for(s.config.stage).judges]
     if evaluation.judge is not None and evaluation.judge not in reward_stages:
-        raise UserError(f"{path}: evaluation.judge '{evaluation.judge}' must name a reward-model (rm) stage of this "
+        raise UserError(f"{path}: evaluation.judge '{evaluation.judge}' must name a reward-model stage of this "
                         f"pipeline ({', '.join(reward_stages) or 'it has none'}).{did_you_mean(evaluation.judge, reward_stages)}")
     return evaluation

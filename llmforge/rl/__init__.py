@@ -1,1 +1,2 @@
-"""Reinforcement learning from rewards: verifiable reward functions now, our own PPO next."""
+"""Reinforcement learning from rewards: our PPO (core arithmetic, rollout, trainer), sampling engines and the
+reward-function registry."""

@@ -75,6 +75,15 @@ class RolloutSettings:
     engine: str = "padded"  # padded | continuous (rl/sampling.py)
 
 
+ROW_INTERNALS = ("prompt", "prompt_ids")  # what a prompt row carries besides the columns reward functions read
+
+
+def prompt_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The prompt rows' other columns as keyword lists (e.g. `answer`), as reward functions receive them."""
+    names = [key for key in rows[0] if key not in ROW_INTERNALS] if rows else []
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
 @torch.no_grad()
 def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, scorer: Any, kl: KLController,
                  prompts: list[dict[str, Any]], s: RolloutSettings) -> Rollout:
@@ -117,7 +126,7 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
     model.train()
 
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)  # past the stop token: padding
-    scores, source_means = scorer([row["prompt"] for row in prompts], texts, [row.get("answer") for row in prompts])
+    scores, source_means = scorer([row["prompt"] for row in prompts], texts, prompt_columns(prompts))
     scores = apply_eos_penalty(scores.to(device), ended, s.missing_eos_penalty)
     if s.reward_clip:
         scores = scores.clamp(-s.reward_clip, s.reward_clip)

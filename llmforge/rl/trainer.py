@@ -26,17 +26,19 @@ from transformers import Trainer, get_scheduler
 from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback, TrainerControl, TrainerState
 from transformers.trainer_utils import TrainOutput
 
-from llmforge.config.schema import PPOOptions
 from llmforge.engine.files import atomic_write_json
 from llmforge.rl.core import KLController, masked_mean, policy_loss, value_loss
+from llmforge.rl.evaluation import evaluate_policy
 from llmforge.rl.models import (
     PolicyAndValue,
     at_responses,
     disable_dropout,
+    gathered_for_generation,
     response_entropy,
     response_logprobs,
 )
 from llmforge.rl.rollout import Rollout, RolloutSettings, make_rollout
+from llmforge.rl.selection import Selection
 
 LOOP_STATE = "ppo_state.json"  # step, KL controller and scheduler: what accelerate's state files do not hold
 
@@ -75,9 +77,13 @@ def prompts_for_step(count: int, step: int, per_process: int, rank: int, world: 
 class PPOTrainer:
     def __init__(self, model: Any, args: Any, train_dataset: Any, eval_dataset: Any = None,
                  processing_class: Any = None, callbacks: list[Any] | None = None, *, make_accelerator: Any,
-                 value_model: Any, ref_model: Any, scorer: Any, options: PPOOptions, stop_ids: list[int],
-                 value_scale: tuple[float, float] = (0.0, 1.0), engine: str = "padded") -> None:
+                 value_model: Any, ref_model: Any, scorer: Any, options: Any, stop_ids: list[int],
+                 value_scale: tuple[float, float] = (0.0, 1.0), engine: str = "padded",
+                 eval_items: list[dict[str, Any]] | None = None, eval_every: int | None = None,
+                 selection: Selection | None = None) -> None:
         self.args, self.options = args, options
+        self.eval_items, self.eval_every = eval_items or [], eval_every
+        self.selection = selection or Selection(None, True)
         self.accelerator = accelerator = make_accelerator()
         self.tokenizer, self.scorer, self.ref_model = processing_class, scorer, ref_model
         self.prompts = train_dataset
@@ -141,18 +147,39 @@ class PPOTrainer:
             self.state.global_step = self.progress.step
             for key, value in stats.items():
                 window[key].append(value)
-            last = self.progress.step == self.max_steps
-            if self.progress.step % self.args.logging_steps == 0 or last:
+            stop = self.maybe_evaluate(self.progress.step == self.max_steps)
+            last = self.progress.step == self.max_steps or stop
+            self.control = self.callback_handler.on_step_end(self.args, self.state, self.control)
+            if self.progress.step % self.args.logging_steps == 0 or last or self.control.should_training_stop:
                 self.log({key: sum(v) / len(v) for key, v in window.items()})
                 window.clear()
-            if self.progress.step % self.args.save_steps == 0 or last:
+            if self.progress.step % self.args.save_steps == 0 or last or self.control.should_save:
                 self.save_checkpoint()
+            if stop or self.control.should_training_stop:
+                break
+            self.control.should_save = self.control.should_log = False
+        if self.selection.best_step is not None and self.selection.best_step != self.progress.step:
+            best = Path(self.args.output_dir) / f"checkpoint-{self.selection.best_step}"
+            self.accelerator.load_state(str(best))  # final/ holds the best weights; the last step's stay on disk
         self.callback_handler.on_train_end(self.args, self.state, self.control)
         runtime = time.time() - started
         metrics = {"train_runtime": round(runtime, 2), "train_loss": sum(losses) / max(len(losses), 1),
                    "train_prompts_per_second": round(len(losses) * self.options.rollout_batch_size
                                                      * self.accelerator.num_processes / max(runtime, 1e-9), 3)}
         return TrainOutput(self.state.global_step, metrics["train_loss"], metrics)
+
+    def maybe_evaluate(self, last: bool) -> bool:
+        """Evaluate every eval_every steps (and at the last); True when early stopping ends the run here."""
+        if not self.eval_every or not self.eval_items or not (self.progress.step % self.eval_every == 0 or last):
+            return False
+        with gathered_for_generation(self.accelerator, self.model_wrapped) as policy:
+            metrics = evaluate_policy(policy, self.tokenizer, self.eval_items, self.scorer, self.settings.stop_ids,
+                                      self.options.max_new_tokens)
+        metrics = self._mean_over_processes(metrics)
+        self.log(metrics)
+        stop = self.selection.update(metrics, self.progress.step)
+        self.state.best_metric, self.state.best_global_step = self.selection.best_value, self.selection.best_step
+        return stop
 
     def training_step(self) -> dict[str, float]:
         rows = prompts_for_step(len(self.prompts), self.progress.step, self.options.rollout_batch_size,
@@ -172,11 +199,11 @@ class PPOTrainer:
         return stats
 
     def update(self, rollout: Rollout) -> dict[str, float]:
-        o, args = self.options, self.args
+        options, args = self.options, self.args
         micro, mini = args.per_device_train_batch_size, args.per_device_train_batch_size * args.gradient_accumulation_steps
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # grad_norm exists on optimizer steps only, not every micro-batch
-        for _ in range(o.ppo_epochs):
+        for _ in range(options.ppo_epochs):
             order = torch.randperm(len(rollout))
             for start in range(0, len(rollout), mini):
                 for micro_start in range(start, start + mini, micro):
@@ -199,21 +226,21 @@ class PPOTrainer:
         return {key: value / counts[key] for key, value in sums.items()}
 
     def _loss(self, r: Rollout, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        o = self.options
+        options = self.options
         logits, values = self.model_wrapped(input_ids=r.input_ids[batch], attention_mask=r.attention_mask[batch],
                                             position_ids=r.position_ids[batch])
         width, mask = r.prompt_width, r.mask[batch]
-        logprobs = response_logprobs(logits, r.responses[batch], width, o.temperature)
-        pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, o.cliprange)
+        logprobs = response_logprobs(logits, r.responses[batch], width, options.temperature)
+        pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, options.cliprange)
         loss, stats, vf_stats = pg_loss, {"policy_loss": pg_loss.item()}, {}
-        if o.advantage_estimator == "gae":  # rloo has no value model to train
+        if options.advantage_estimator == "gae":  # rloo has no value model to train
             new_values = at_responses(values, width).float()
-            vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, o.cliprange_value)
-            loss = loss + o.vf_coef * vf_loss
+            vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, options.cliprange_value)
+            loss = loss + options.vf_coef * vf_loss
             stats["value_loss"] = vf_loss.item()
-        if o.entropy_coef:
-            entropy = masked_mean(response_entropy(logits, width, o.temperature), mask)
-            loss = loss - o.entropy_coef * entropy
+        if options.entropy_coef:
+            entropy = masked_mean(response_entropy(logits, width, options.temperature), mask)
+            loss = loss - options.entropy_coef * entropy
         stats.update({key: value.item() for key, value in {**pg_stats, **vf_stats}.items()})
         stats["loss"] = loss.item()
         return loss, stats
@@ -236,7 +263,8 @@ class PPOTrainer:
         self.accelerator.save_state(str(folder), safe_serialization=True)
         if self.accelerator.is_main_process:
             atomic_write_json(folder / LOOP_STATE, {"step": self.progress.step, "kl": self.kl.state_dict(),
-                                                   "scheduler": self.scheduler.state_dict()})
+                                                   "scheduler": self.scheduler.state_dict(),
+                                                   "selection": self.selection.state_dict()})
         self.accelerator.wait_for_everyone()
         self.control = self.callback_handler.on_save(self.args, self.state, self.control)
 
@@ -247,6 +275,9 @@ class PPOTrainer:
         self.progress.load_state_dict({"step": state["step"]})
         self.kl.load_state_dict(state["kl"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if "selection" in state:
+            self.selection.load_state_dict(state["selection"])
+            self.state.best_metric, self.state.best_global_step = self.selection.best_value, self.selection.best_step
 
     def final_model(self) -> tuple[Any, dict[str, torch.Tensor]]:
         """(the policy, its full state dict gathered from every rank); called on every rank."""

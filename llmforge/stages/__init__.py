@@ -1,17 +1,19 @@
-"""Stage registry: `STAGES[cfg.stage]` builds that stage's parts."""
+"""The stages, one module each, every one declaring itself as a `SPEC` (config/stages.py's StageSpec).
 
-from llmforge.stages.base import Stage, StageParts
-from llmforge.stages.dpo import DPOStage
-from llmforge.stages.grpo import GRPOStage
-from llmforge.stages.kto import KTOStage
-from llmforge.stages.ppo import PPOStage
-from llmforge.stages.pretrain import PretrainStage
-from llmforge.stages.reward import RewardStage
-from llmforge.stages.sft import SFTStage
+Adding a stage is one module and one line: write `llmforge/stages/NAME.py` with its options section (a
+pydantic model), its `build(cfg) -> StageParts` (or `produce(cfg, staging, work)` for a stage whose
+output is a dataset or a report) and `SPEC = StageSpec(...)`, then list it in pyproject.toml under
+`[project.entry-points."llmforge.stages"]`. The schema, `llmforge config`, the recipe reference, the
+pipeline's evaluation and report pick it up from the declaration (docs/adding-a-stage.md).
+"""
 
-STAGES: dict[str, Stage] = {
-    stage.name: stage for stage in (PretrainStage(), SFTStage(), RewardStage(), DPOStage(), KTOStage(),
-                                                     GRPOStage(), PPOStage())
-}
+from __future__ import annotations
 
-__all__ = ["STAGES", "Stage", "StageParts"]
+from llmforge.config.schema import RunConfig
+from llmforge.config.stages import spec_for
+from llmforge.engine.runner import RunOutcome, run_stage
+
+
+def run(cfg: RunConfig) -> RunOutcome:
+    """Run the stage a recipe names (what `llmforge train` does in one process)."""
+    return run_stage(cfg, spec_for(cfg.stage))

@@ -15,11 +15,9 @@ from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import apply_adapter, lora_config
 from llmforge.engine.files import publish_dir
-from llmforge.errors import UserError
 from llmforge.registry import LoadedModel, ModelSource, count_parameters, load_model
 from llmforge.registry.folders import save_model_folder
 from llmforge.registry.runs import read_run_info
-from llmforge.rl.rewards import NEEDS_COLUMN
 
 log = logging.getLogger("llmforge")
 
@@ -117,7 +115,8 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
     """Exact-match accuracy of the published model on held-out prompts with verifiable answers."""
 
     def evaluate(final: Path) -> dict[str, float]:
-        from llmforge.inference import exact_match, load_for_inference
+        from llmforge.eval.exact_match import exact_match
+        from llmforge.inference import load_for_inference
 
         result = exact_match(load_for_inference(str(final)), items)
         for sample in result["samples"]:
@@ -130,13 +129,3 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
 def load_side_model(cfg: RunConfig, name: str) -> LoadedModel:
     """A one-score model (reward or value) named like model.name, loaded with the run's dtype and trust settings."""
     return load_model(cfg.model.for_other(name), AutoModelForSequenceClassification, num_labels=1)
-
-
-def check_reward_columns(section: str, names: list[str], columns: dict[str, list]) -> None:
-    """Verifiable rewards grade against a dataset column (e.g. `answer`): every prompt must have it."""
-    for name in names:
-        needed = NEEDS_COLUMN.get(name)
-        if needed and any(value is None for value in columns.get(needed, [None])):
-            raise UserError(f"{section}.reward_functions: '{name}' grades completions against the '{needed}' "
-                            f"column, which some training prompts lack. Use prompt rows with an '{needed}' (e.g. "
-                            "the built-in arithmetic-prompts), or map yours with columns: {" + needed + ": yours}.")

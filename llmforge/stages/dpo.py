@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field
 from trl import DPOConfig, DPOTrainer
 
-from llmforge.config.schema import RunConfig
-from llmforge.data.preference_data import prepare_preference_data
+from llmforge.config.schema import RunConfig, Section
+from llmforge.config.stages import Cost, StageSpec
+from llmforge.data.preference import PAIR_FORMATS, prepare_preference_data
 from llmforge.engine.adapters import quantization_kwargs
+from llmforge.engine.parts import StageParts
 from llmforge.registry import LoadedModel, load_model
-from llmforge.stages.base import StageParts
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
@@ -72,15 +74,53 @@ def offline_preference_parts(cfg: RunConfig, ref_name: str | None, trainer_class
     )
 
 
-class DPOStage:
-    name = "dpo"
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 
-    def build(self, cfg: RunConfig) -> StageParts:
-        o = cfg.dpo
-        losses, weights = [o.loss_type], [1.0]
-        if o.sft_weight > 0:
-            losses.append("sft")
-            weights.append(o.sft_weight)
-        args = {"beta": o.beta, "loss_type": losses, "loss_weights": weights, "label_smoothing": o.label_smoothing,
-                "precompute_ref_log_probs": o.precompute_ref}
-        return offline_preference_parts(cfg, o.ref_model, DPOTrainer, DPOConfig, args)
+
+class ReferenceOptions(Section):
+    """What the offline preference stages (dpo, kto) share: how far from which reference the policy may move."""
+
+    beta: float = Field(0.1, gt=0.0, description="strength of the pull towards the reference model")
+    ref_model: str | None = Field(
+        None, description="reference model (any model.name); default: the policy's start. LoRA runs use the "
+        "base with adapters off, no second copy")
+    precompute_ref: bool = Field(
+        False, description="score the data with the reference once before training, then free it")
+
+
+class DPOOptions(ReferenceOptions):
+    loss_type: Literal[DPO_LOSSES] = Field("sigmoid", description="TRL DPO loss: " + ", ".join(DPO_LOSSES))
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="robust/exo: assumed share of flipped labels")
+    sft_weight: float = Field(
+        0.0, ge=0.0, description="add this much NLL loss on the chosen answers (RPO), which keeps their "
+        "likelihood from falling")
+
+
+def build(cfg: RunConfig) -> StageParts:
+    options = cfg.dpo
+    losses, weights = [options.loss_type], [1.0]
+    if options.sft_weight > 0:
+        losses.append("sft")
+        weights.append(options.sft_weight)
+    args = {"beta": options.beta, "loss_type": losses, "loss_weights": weights,
+            "label_smoothing": options.label_smoothing, "precompute_ref_log_probs": options.precompute_ref}
+    return offline_preference_parts(cfg, options.ref_model, DPOTrainer, DPOConfig, args)
+
+
+# what dpo and kto read (their own section aside)
+OFFLINE_PREFERENCE_KEYS = ("adapter", "eval", "data.train", "data.eval", "data.eval_fraction", "data.max_length",
+                           "data.truncation", "data.cache_dir")
+
+SPEC = StageSpec(
+    name="dpo",
+    order=40,
+    summary="direct preference optimisation (and IPO, hinge, robust, RPO...) through TRL's DPOTrainer",
+    uses=OFFLINE_PREFERENCE_KEYS,
+    options=DPOOptions,
+    formats=PAIR_FORMATS,
+    build=build,
+    headline=("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
+    compared_with_start=True,
+    cost=Cost(efficiency=0.15, passes=3.0),
+)

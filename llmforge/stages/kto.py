@@ -7,24 +7,33 @@ works here too. Reference model, LoRA handling and evaluation are DPO's.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from datasets import Dataset
+from pydantic import Field
 from trl import KTOConfig, KTOTrainer
 from trl.data_utils import unpair_preference_dataset
 
 from llmforge.config.schema import RunConfig
-from llmforge.stages.base import StageParts
-from llmforge.stages.dpo import offline_preference_parts
+from llmforge.config.stages import Cost, StageSpec
+from llmforge.data.preference import PAIR_FORMATS
+from llmforge.engine.parts import StageParts
+from llmforge.stages.dpo import OFFLINE_PREFERENCE_KEYS, ReferenceOptions, offline_preference_parts
 
 
-class KTOStage:
-    name = "kto"
+class KTOOptions(ReferenceOptions):
+    loss_type: Literal["kto", "apo_zero_unpaired"] = Field("kto", description="TRL KTO loss: kto, apo_zero_unpaired")
+    desirable_weight: float = Field(
+        1.0, gt=0.0, description="loss weight of desirable (chosen) answers; raise it when they are fewer")
+    undesirable_weight: float = Field(1.0, gt=0.0, description="loss weight of undesirable (rejected) answers")
 
-    def build(self, cfg: RunConfig) -> StageParts:
-        o = cfg.kto
-        args = {"beta": o.beta, "loss_type": o.loss_type, "desirable_weight": o.desirable_weight,
-                "undesirable_weight": o.undesirable_weight, "precompute_ref_log_probs": o.precompute_ref}
-        return offline_preference_parts(cfg, o.ref_model, KTOTrainer, KTOConfig, args,
-                                        lambda pairs: unpaired(pairs, cfg.seed))
+
+def build(cfg: RunConfig) -> StageParts:
+    options = cfg.kto
+    args = {"beta": options.beta, "loss_type": options.loss_type, "desirable_weight": options.desirable_weight,
+            "undesirable_weight": options.undesirable_weight, "precompute_ref_log_probs": options.precompute_ref}
+    return offline_preference_parts(cfg, options.ref_model, KTOTrainer, KTOConfig, args,
+                                    lambda pairs: unpaired(pairs, cfg.seed))
 
 
 def unpaired(pairs: Dataset, seed: int) -> Dataset:
@@ -32,3 +41,17 @@ def unpaired(pairs: Dataset, seed: int) -> Dataset:
     and KTOConfig reads rows in order (train_sampling_strategy: sequential, TRL's default for KTO), so
     unshuffled the first batches would hold only desirable answers and the next only undesirable ones."""
     return unpair_preference_dataset(pairs).shuffle(seed=seed).flatten_indices()
+
+
+SPEC = StageSpec(
+    name="kto",
+    order=50,
+    summary="Kahneman-Tversky optimisation: answers judged good or bad one by one (TRL's KTOTrainer)",
+    uses=OFFLINE_PREFERENCE_KEYS,
+    options=KTOOptions,
+    formats=PAIR_FORMATS,
+    build=build,
+    headline=("eval_accuracy", "eval_rewards/chosen", "eval_rewards/rejected"),
+    compared_with_start=True,
+    cost=Cost(efficiency=0.15, passes=3.0),
+)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from llmforge.bench.baselines import rates
-from llmforge.bench.runner import flops_per_token
+from llmforge.bench.suite import flops_per_token
 from llmforge.bench.workloads import steady_rates
 from tests.helpers import run_cli
 
@@ -54,11 +54,11 @@ def test_a_failed_workload_reports_its_own_output(tmp_path):
 
 def test_every_workload_is_a_valid_recipe(tmp_path):
     from llmforge.bench.workloads import CPU_FULL, CPU_QUICK, GPU, feature_workloads, stage_workloads
-    from llmforge.config.schema import RunConfig
+    from llmforge.config.compose import validate_dict
 
     for size in (CPU_QUICK, CPU_FULL, GPU):
         for workload in stage_workloads(size, tmp_path) + feature_workloads(size, tmp_path):
-            config = RunConfig.model_validate(workload.recipe)
+            config = validate_dict(workload.recipe)
             assert config.train.max_steps == size.steps and config.logging.every_steps == 1
 
 
@@ -86,7 +86,7 @@ def test_quick_benchmark_comparisons_run_and_write_json(tmp_path):
 
 
 def test_summary_ratios_by_hand():
-    from llmforge.bench.runner import summary
+    from llmforge.bench.suite import summary
 
     rows = [{"name": "default", "group": "features", "tokens_per_second": 90.0, "step_seconds": 1.0},
             {"name": "grouped", "group": "features", "tokens_per_second": 100.0, "step_seconds": 0.9},

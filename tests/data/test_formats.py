@@ -133,7 +133,7 @@ def test_column_mapping_for_alpaca(tmp_path):
 
 def test_malformed_file_row_is_a_user_error(tmp_path):
     path = _write(tmp_path, [{"instruction": "ok", "output": "fine"}, {"instruction": "no output"}])
-    with pytest.raises(UserError, match=r"row 1: 'output' missing field"):
+    with pytest.raises(UserError, match=r"line 2 of d.jsonl: 'output' missing field"):
         prepare_sft_data(DataConfig(train=[{"path": path, "format": "alpaca"}]), tiny_tokenizer(FAMILIES["llama"]),
                          seed=0)
 

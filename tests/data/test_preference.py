@@ -8,8 +8,8 @@ import pytest
 
 from llmforge.config.schema import DataConfig
 from llmforge.data.formats import RowError
-from llmforge.data.preference import parse_hh, skip_reason, to_pair
-from llmforge.data.preference_data import encode_pair, prepare_preference_data, prepare_prompt_data
+from llmforge.data.pairs import parse_hh, skip_reason, to_pair
+from llmforge.data.preference import encode_pair, prepare_preference_data, prepare_prompt_data
 from llmforge.errors import UserError
 from llmforge.registry import FAMILIES
 from llmforge.registry.tokenizer import tiny_tokenizer

@@ -171,6 +171,33 @@ def test_sigkill_of_the_ddp_launcher_stops_its_workers_and_resumes_exactly(recip
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_sigterm_to_a_ddp_launcher_checkpoints_every_rank_and_resumes_exactly(recipe, runs):
+    """SIGTERM to the launcher (what a scheduler sends): it is forwarded to both workers, which finish the step,
+    agree on it, write one complete checkpoint and exit 75; the rerun ends with the uninterrupted weights."""
+    from llmforge.engine.preemption import EXIT_PREEMPTED
+
+    if "ddp" not in runs:
+        pytest.skip("the ddp run failed")
+    out = recipe.parent / "ddp-preempted"
+    args = cli_command("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES["ddp"],
+                       "checkpoint.every_steps=100")
+    job = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not ((out / "metrics.jsonl").is_file() and (out / "metrics.jsonl").read_text().count('"loss"') >= 2):
+        assert job.poll() is None and time.time() < deadline, "the job ended before the signal"
+        time.sleep(0.01)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=120) == EXIT_PREEMPTED, job.stderr.read()[-3000:]
+    saved = [p for p in (out / "checkpoints").iterdir() if (p / MARKER).is_file()]
+    assert len(saved) == 1 and not (out / "final").exists()
+    result = run_cli("train", str(recipe), f"output_dir={out}", *two_process(), *STRATEGIES["ddp"],
+                     "checkpoint.every_steps=100")
+    assert result.returncode == 0 and "Resuming from" in result.stderr, result.stderr[-4000:]
+    assert losses(out) == losses(runs["ddp"])
+    wa, wb = final_weights(runs["ddp"]), final_weights(out)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_a_workers_user_error_keeps_exit_code_2(recipe):
     result = run_cli("train", str(recipe), f"output_dir={recipe.parent / 'bad'}", *two_process(),
                      "data.train.0.name=null", "data.train.0.options={}",

@@ -125,3 +125,19 @@ def test_slurm_script_is_executable_by_bash_with_a_local_srun(tmp_path):
     assert len(lines) == 2, result.stderr
     for rank, line in enumerate(lines):
         assert f"distributed.node_rank={rank}" in line and "distributed.master_addr=node-a" in line
+
+
+def test_slurm_script_requeues_a_job_stopped_on_its_signal(tmp_path):
+    """SLURM's SIGUSR1 two minutes before the limit: llmforge checkpoints and exits 75, the script requeues."""
+    script = tmp_path / "job.sh"
+    script.write_text(sbatch_script(_cfg(tmp_path), "r.yaml", [], nodes=1, gpus_per_node=1))
+    assert "#SBATCH --signal=USR1@120" in script.read_text()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/bash\nif [ "$1" = requeue ]; then echo "requeued $2"; else echo n1; fi\n')
+    (bin_dir / "srun").write_text("#!/bin/bash\nexit 75\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_NODELIST": "n1", "SLURM_JOB_ID": "42"}
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 75 and "requeued 42" in result.stdout

@@ -24,6 +24,11 @@ def test_every_offered_scheduler_builds_and_warms_up(tmp_path, name):
                              scheduler_specific_kwargs=scheduler_kwargs(cfg))
     if name != "constant":
         assert schedule.get_last_lr()[0] < 1.0  # warmup starts below the peak
+    else:  # no warmup, no decay: the peak from the first step to the last
+        for _ in range(100):
+            assert schedule.get_last_lr()[0] == 1.0
+            optimizer.step()
+            schedule.step()
 
 
 def test_recipe_keys_map_to_trainer_arguments(tmp_path):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from llmforge.config import load_config
-from llmforge.engine.runner import run_stage
 from llmforge.errors import UserError
 from llmforge.precision import decide
+from llmforge.stages import run as run_stage
 from tests.helpers import ROOT, write_recipe
 
 
@@ -51,7 +51,7 @@ def test_every_stage_computes_in_what_the_decision_says(tmp_path, stage):
     """A forward hook on every Linear sees autocast off and float32 outputs on CPU, whatever the stage's
     trainer class defaults to (TRL's configs default to bf16=True)."""
     recipe, overrides = STAGE_RECIPES[stage]
-    small = [f"output_dir={tmp_path / 'run'}", "model.name=tiny-llama", "train.max_steps=2", "eval.every_steps=null",
+    small = [f"output_dir={tmp_path / 'run'}", "model.name=tiny-llama", "train.max_steps=2",
              "data.eval=[]", "train.micro_batch_size=4",
              "logging.every_steps=1", "checkpoint.every_steps=100"]
     seen: set[tuple[bool, torch.dtype]] = set()

@@ -10,8 +10,12 @@ import torch
 
 from llmforge.config.schema import DataSource, ModelConfig
 from llmforge.data.chat import encode_text
+from llmforge.data.formats import graded_prompts
+from llmforge.data.sources import load_source
 from llmforge.errors import UserError
 from llmforge.eval import _mean_loss, evaluate
+from llmforge.eval.exact_match import exact_match
+from llmforge.inference import load_for_inference
 from llmforge.registry import load_model
 from tests.helpers import run_cli
 
@@ -39,9 +43,14 @@ def test_prompt_rows_need_answers(tmp_path):
         evaluate("tiny-llama", DataSource(path=str(path), format="prompt"))
 
 
-def test_cli_reports_json_and_exit_2_on_missing_file(tmp_path):
-    ok = run_cli("eval", "tiny-gpt2", "--dataset", "arithmetic-prompts", "--max-samples", "4")
+def test_cli_reports_json_and_exit_2_on_missing_file(tmp_path, sft_short):
+    """The CLI's accuracy is the model's greedy exact match on those rows (a trained model, so it is not 0)."""
+    ok = run_cli("eval", str(sft_short), "--dataset", "arithmetic-prompts", "--split", "test", "--max-samples", "40")
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert 0.0 <= json.loads(ok.stdout)["eval_accuracy"] <= 1.0
+    reported = json.loads(ok.stdout)
+    rows = load_source(DataSource(name="arithmetic-prompts", split="test", max_samples=40))
+    items = graded_prompts(rows.rows, rows.label)
+    assert reported == {"eval_accuracy": exact_match(load_for_inference(str(sft_short)), items)["accuracy"],
+                        "samples": 40}
     bad = run_cli("eval", "tiny-gpt2", "--path", str(tmp_path / "missing.jsonl"))
     assert bad.returncode == 2 and "file not found" in bad.stderr and "Traceback" not in bad.stderr

@@ -16,8 +16,8 @@ import pytest
 
 from llmforge.config import load_config
 from llmforge.engine import checkpoints
-from llmforge.engine.runner import run_stage
 from llmforge.errors import UserError
+from llmforge.stages import run as run_stage
 from tests.faults.harness import TWENTY, same_weights
 from tests.helpers import run_cli, write_recipe
 

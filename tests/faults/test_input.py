@@ -24,7 +24,8 @@ SFT = {"stage": "sft", "model": {"name": "tiny-llama"}, "train": {"max_steps": 2
                                              ("adapter.type=qlora", "CUDA GPU")])
 def test_what_this_machine_cannot_run_is_refused_before_loading(tmp_path, capsys, override, needs):
     pytest.importorskip("torch").cuda.is_available() and pytest.skip("a GPU machine may run these")
-    err = fails(capsys, "train", str(write_recipe(tmp_path)), override)
+    recipe = write_recipe(tmp_path, base=SFT, data={"train": [{"name": "arithmetic-sft"}]})
+    err = fails(capsys, "train", str(recipe), override)
     assert override.split("=")[0] in err and needs in err
 
 
@@ -44,7 +45,8 @@ def test_a_bad_row_is_named_by_its_line_in_the_file(tmp_path, capsys):
 
 def test_a_field_whose_type_changes_is_named(tmp_path, capsys):
     data = jsonl(tmp_path / "prompts.jsonl", [{"prompt": "1 + 1?", "answer": "2"}, {"prompt": "2 + 2?", "answer": 4}])
-    recipe = write_recipe(tmp_path, base={**SFT, "stage": "grpo"}, data={"train": [{"path": data}]},
+    online = {key: value for key, value in SFT.items() if key != "eval"}  # grpo has no evaluation loop
+    recipe = write_recipe(tmp_path, base={**online, "stage": "grpo"}, data={"train": [{"path": data}]},
                           grpo={"reward_functions": ["arithmetic"], "num_generations": 2})
     err = fails(capsys, "train", str(recipe))
     assert "line 2" in err and "'answer' is a number" in err and "string" in err

@@ -6,7 +6,8 @@ from llmforge.config import load_config
 from llmforge.data.formats import graded_prompts
 from llmforge.data.sources import load_source
 from llmforge.eval.divergence import sampled_kl
-from llmforge.inference import exact_match, load_for_inference
+from llmforge.eval.exact_match import exact_match
+from llmforge.inference import load_for_inference
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
 from tests.helpers import DIGITS, write_recipe

@@ -13,10 +13,10 @@ from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassificatio
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from llmforge.config import load_config
-from llmforge.engine.runner import run_stage
-from llmforge.eval.reward import load_reward_model, score_conversations
+from llmforge.eval.reward_model import load_reward_model, score_conversations
 from llmforge.export import export
 from llmforge.inference import generate, load_for_inference, stops_of
+from llmforge.stages import run as run_stage
 from tests.helpers import DIGITS, ROOT, write_recipe
 
 QUESTION = [{"role": "user", "content": "What is 3 + 4?"}]

@@ -10,44 +10,28 @@ trained one. Bounds: exact match start + 0.08, pair accuracy 0.55, margin 0.1.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from llmforge.config import load_config
-from llmforge.engine.runner import RunOutcome, run_stage
-from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, start_accuracy, write_recipe
+from llmforge.stages import run as run_stage
+from tests.helpers import (
+    DPO,
+    assert_resumes_exactly,
+    lora_steps,
+    quick_resume_recipe,
+    start_accuracy,
+    write_recipe,
+)
 
 pytestmark = pytest.mark.slow
 
 ACCURACY_GAIN, REWARD_ACCURACY_BOUND, MARGIN_BOUND = 0.08, 0.55, 0.1
-DPO = {
-    "stage": "dpo",
-    "seed": 42,
-    "data": {"train": [{"name": "arithmetic-pref", "options": {"num_samples": 8000, **DIGITS}}],
-             "eval": [{"name": "arithmetic-pref", "split": "test", "options": DIGITS},
-                      {"name": "arithmetic-prompts", "split": "test", "options": DIGITS}], "max_length": 64},
-    "dpo": {"beta": 0.1, "sft_weight": 1.0},
-    "train": {"max_steps": 200, "micro_batch_size": 16, "lr": 5.0e-4, "warmup_ratio": 0.05},
-    "checkpoint": {"every_steps": 1000},
-    "logging": {"every_steps": 10},
-}
-
-
 def test_dpo_raises_held_out_accuracy_and_ranks_held_out_pairs(sft_mid, tmp_path):
     before = start_accuracy(sft_mid)
     outcome = run_stage(load_config(write_recipe(tmp_path, base=DPO, model={"name": str(sft_mid)})))
     assert outcome.metrics["eval_accuracy"] >= before + ACCURACY_GAIN
     assert outcome.metrics["eval_rewards/accuracies"] >= REWARD_ACCURACY_BOUND
     assert outcome.metrics["eval_rewards/margins"] >= MARGIN_BOUND
-
-
-def lora_steps(tmp_path: Path, recipe: dict, start: Path) -> tuple[RunOutcome, dict]:
-    """Three LoRA steps from `start`, logged every step: (the outcome, its first line with rewards)."""
-    outcome = run_stage(load_config(write_recipe(
-        tmp_path, base=recipe, model={"name": str(start)}, adapter={"type": "lora", "r": 8, "alpha": 16},
-        train={"max_steps": 3, "micro_batch_size": 8}, logging={"every_steps": 1}, eval={"max_samples": 8})))
-    return outcome, metric_lines(outcome.output_dir, "rewards/chosen")[0]
 
 
 def test_lora_dpo_starts_at_its_reference_without_a_second_copy(sft_short, tmp_path):
@@ -57,14 +41,6 @@ def test_lora_dpo_starts_at_its_reference_without_a_second_copy(sft_short, tmp_p
     assert first["step"] == 1 and first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0
     assert (outcome.output_dir / "final" / "adapter_model.safetensors").is_file()
     assert not (outcome.output_dir / "final" / "ref").exists()
-
-
-def quick_resume_recipe(recipe: dict) -> dict:
-    """20 steps of the preset on 400 pairs, a checkpoint at 10: a few seconds to SIGKILL and resume."""
-    return {**recipe, "model": {"name": "tiny-llama"},
-            "data": {**recipe["data"], "train": [{"name": "arithmetic-pref", "options": {"num_samples": 400}}]},
-            "train": {"max_steps": 20, "micro_batch_size": 8, "lr": 1.0e-3},
-            "checkpoint": {"every_steps": 10}, "logging": {"every_steps": 5}, "eval": {"max_samples": 8}}
 
 
 def test_dpo_resumes_exactly_after_sigkill(tmp_path):

@@ -9,10 +9,8 @@ from __future__ import annotations
 import pytest
 
 from llmforge.config import load_config
-from llmforge.config.schema import REWARD_FUNCTIONS
-from llmforge.engine.runner import run_stage
-from llmforge.rl.rewards import REWARD_FUNCTIONS as IMPLEMENTED
-from llmforge.rl.rewards import arithmetic, final_number
+from llmforge.rl.reward_functions import arithmetic, final_number
+from llmforge.stages import run as run_stage
 from tests.helpers import DIGITS, metric_lines, run_cli, start_accuracy, write_recipe
 
 ACCURACY_GAIN = 0.03
@@ -36,7 +34,6 @@ def test_arithmetic_reward_grades_plain_and_chat_completions():
 def test_final_number_reward_reads_gsm8k_answers():
     completions = ["3 apples and 4 more make 7", "It is 1,250.", "so 8 - 2 = 6, then 12"]
     assert final_number(completions, answer=["Add them.\n#### 7", "1250", "#### 6"]) == [1.0, 1.0, 0.0]
-    assert set(REWARD_FUNCTIONS) == set(IMPLEMENTED)
 
 
 @pytest.mark.slow
@@ -51,7 +48,7 @@ def test_grpo_raises_reward_and_held_out_accuracy(sft_short, tmp_path):
 
 @pytest.mark.slow
 def test_grpo_combines_a_reward_model_with_verifiable_rewards(tmp_path):
-    from tests.stages.test_reward import RM
+    from tests.helpers import RM
 
     rm = write_recipe(tmp_path, name="rm.yaml", base=RM, model={"name": "tiny-llama"}, adapter={"type": "none"},
                       output_dir=str(tmp_path / "rm"), train={"max_steps": 4, "micro_batch_size": 8})

@@ -16,9 +16,21 @@ import json
 import pytest
 
 from llmforge.config import load_config
-from llmforge.engine.runner import run_stage
-from tests.helpers import assert_resumes_exactly, metric_lines, run_cli, write_recipe
-from tests.stages.test_dpo import DPO, lora_steps, quick_resume_recipe
+from llmforge.config.schema import DataSource
+from llmforge.data.formats import graded_prompts
+from llmforge.data.sources import load_source
+from llmforge.eval.exact_match import exact_match
+from llmforge.inference import load_for_inference
+from llmforge.stages import run as run_stage
+from tests.helpers import (
+    DPO,
+    assert_resumes_exactly,
+    lora_steps,
+    metric_lines,
+    quick_resume_recipe,
+    run_cli,
+    write_recipe,
+)
 
 MARGIN_BOUND = 0.1
 # the DPO test's data and schedule, KTO's options and learning rate
@@ -33,9 +45,14 @@ def test_kto_separates_held_out_right_and_wrong_answers(sft_mid, tmp_path):
     assert m["eval_rewards/chosen"] > m["eval_rewards/rejected"]
     assert m["eval_rewards/margins"] >= MARGIN_BOUND
     assert "eval_accuracy" in m  # exact match on the prompt rows is measured and reported
+    prompts = load_source(DataSource(**KTO["data"]["eval"][1]))
+    published = exact_match(load_for_inference(str(outcome.output_dir)), graded_prompts(prompts.rows, prompts.label))
+    assert m["eval_accuracy"] == published["accuracy"]  # ... and is the published model's
     # every logging window saw both kinds of answer: the unpaired rows are shuffled
     lines = [line for line in metric_lines(outcome.output_dir, "loss") if "logps/chosen" in line]
     assert all(line["logps/chosen"] < 0 and line["logps/rejected"] < 0 for line in lines)
+    # TRL logs a margin only for batches holding both kinds: in row order (blocks of one kind) none would
+    assert lines and all("rewards/margins" in line and "logps/rejected" in line for line in lines)
 
 
 @pytest.mark.slow

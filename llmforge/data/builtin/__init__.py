@@ -41,8 +41,8 @@ class Builtin:
 
 
 def _arithmetic(kind: str) -> Callable[[str, ArithmeticOptions], Iterator[dict]]:
-    def rows(split: str, o: ArithmeticOptions) -> Iterator[dict]:
-        return arithmetic.generate(kind, split, o.num_samples, o.max_operand, o.ops, o.seed)
+    def rows(split: str, options: ArithmeticOptions) -> Iterator[dict]:
+        return arithmetic.generate(kind, split, options.num_samples, options.max_operand, options.ops, options.seed)
     return rows
 
 
@@ -50,7 +50,7 @@ BUILTINS: dict[str, Builtin] = {
     b.name: b
     for b in (
         Builtin("tinytext", "text", "synthetic stories, arithmetic facts and chat transcripts for pretraining",
-                CorpusOptions, lambda split, o: corpus.generate(split, o.num_documents, o.seed),
+                CorpusOptions, lambda split, options: corpus.generate(split, options.num_documents, options.seed),
                 {"num_documents": 500}),
         Builtin("arithmetic-sft", "messages", "arithmetic questions with the answer as an assistant turn",
                 ArithmeticOptions, _arithmetic("sft"), {"num_samples": 200}),

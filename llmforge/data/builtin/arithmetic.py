@@ -1,7 +1,8 @@
 """The verifiable task: small-integer addition and subtraction with one right answer.
 
-Later stages prove they learn on it: SFT raises exact-match accuracy, a reward model
-tells right from wrong answers, DPO/PPO/GRPO push accuracy further. Problems are split
+Later stages prove they learn on it: SFT raises exact-match accuracy (graded by
+eval/answers.py), a reward model tells right from wrong answers, DPO/PPO/GRPO push accuracy
+further. Problems are split
 into train and test by a hash of the problem itself, so no held-out problem is ever
 seen in training, whichever view (SFT, preference, prompt) is used.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -83,17 +83,3 @@ def generate(kind: str, split: str, num_samples: int, max_operand: int, ops: str
             yield {"prompt": [{"role": "user", "content": prompt}], "answer": answer}
         else:  # text: plain worked examples for pretraining or tokenizer training
             yield {"text": f"{prompt} {answer}"}
-
-
-ANSWER_PATTERN = re.compile(r"-?\d+")
-
-
-def extract_answer(completion: str) -> str | None:
-    """The first integer in a completion: how generations are graded against `answer`."""
-    match = ANSWER_PATTERN.search(completion)
-    return match.group(0) if match else None
-
-
-def is_correct(completion: str, answer: object) -> bool:
-    """Whether a completion's first integer is the answer (given as text or a number)."""
-    return extract_answer(completion) == str(answer)

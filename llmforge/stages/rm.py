@@ -16,16 +16,18 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from pydantic import Field
 from transformers import AutoModelForSequenceClassification
 from trl import RewardConfig, RewardTrainer
 
-from llmforge.config.schema import RunConfig
-from llmforge.data.preference_data import prepare_preference_data
+from llmforge.config.schema import RunConfig, Section
+from llmforge.config.stages import Cost, StageSpec
+from llmforge.data.preference import PAIR_FORMATS, prepare_preference_data
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
-from llmforge.eval.reward import STATS_FILE, load_reward_model, pair_metrics, score_ids, stats_of
+from llmforge.engine.parts import StageParts
+from llmforge.eval.reward_model import STATS_FILE, load_reward_model, pair_metrics, score_ids, stats_of
 from llmforge.registry import load_model
 from llmforge.registry.tokenizer import ensure_distinct_pad
-from llmforge.stages.base import StageParts
 from llmforge.stages.common import anchor_start, capped_eval, model_summary, parent_of
 
 log = logging.getLogger("llmforge")
@@ -68,38 +70,58 @@ def reward_statistics(pairs: Dataset, samples: int) -> Any:
     return finalize
 
 
-class RewardStage:
-    name = "rm"
+class RMOptions(Section):
+    center_rewards: float | None = Field(
+        None, ge=0.0, description="weight of a penalty pulling mean reward to 0 (TRL center_rewards_coefficient)")
+    stats_samples: int = Field(
+        1000, ge=1, description="pairs scored after training for the mean/std saved in final/reward_stats.json")
 
-    def build(self, cfg: RunConfig) -> StageParts:
-        loaded = load_model(cfg.model, AutoModelForSequenceClassification, num_labels=1,
-                            **quantization_kwargs(cfg.adapter))
-        if ensure_distinct_pad(loaded.model, loaded.tokenizer):
-            loaded.reloadable_from = None  # the base on disk lacks the added pad token
-        elif not records_one_score_head(loaded.reloadable_from):
-            # a LoRA reward model's base must say "one score" where transformers and peft read it (its
-            # config.json), or their loaders build a two-label head and fail on the adapter's one-score head
-            loaded.weights_from, loaded.reloadable_from = loaded.reloadable_from, None
-        anchor_start(cfg, loaded)
-        model = apply_adapter(loaded.model, cfg.adapter, loaded.family, task_type="SEQ_CLS")
-        data = prepare_preference_data(cfg.data, loaded.tokenizer, cfg.seed, "rm")
-        train = _full_sequences(data.train, cfg.data.max_length)
-        held_out = capped_eval(data.eval, cfg)
-        held_out = _full_sequences(held_out, cfg.data.max_length) if held_out is not None else None
-        args = {"max_length": None, "center_rewards_coefficient": cfg.rm.center_rewards, "disable_dropout": True,
-                "dataset_num_proc": None}
-        return StageParts(
-            model=model,
-            tokenizer=loaded.tokenizer,
-            train_dataset=train,
-            eval_dataset=held_out,
-            trainer_class=RewardTrainer,
-            args_class=RewardConfig,
-            args_extra=args,
-            parents=[parent_of(loaded.source)],
-            data={"fingerprints": data.fingerprints, **data.stats},
-            model_info={**model_summary(loaded, model), "adapter": cfg.adapter.type, "head": "score (1 label)"},
-            layer_class=loaded.family.decoder_layer or None,
-            finalize=reward_statistics(held_out if held_out is not None else train, cfg.rm.stats_samples),
-            language_model=False,
-        )
+
+def build(cfg: RunConfig) -> StageParts:
+    loaded = load_model(cfg.model, AutoModelForSequenceClassification, num_labels=1,
+                        **quantization_kwargs(cfg.adapter))
+    if ensure_distinct_pad(loaded.model, loaded.tokenizer):
+        loaded.reloadable_from = None  # the base on disk lacks the added pad token
+    elif not records_one_score_head(loaded.reloadable_from):
+        # a LoRA reward model's base must say "one score" where transformers and peft read it (its
+        # config.json), or their loaders build a two-label head and fail on the adapter's one-score head
+        loaded.weights_from, loaded.reloadable_from = loaded.reloadable_from, None
+    anchor_start(cfg, loaded)
+    model = apply_adapter(loaded.model, cfg.adapter, loaded.family, task_type="SEQ_CLS")
+    data = prepare_preference_data(cfg.data, loaded.tokenizer, cfg.seed, "rm")
+    train = _full_sequences(data.train, cfg.data.max_length)
+    held_out = capped_eval(data.eval, cfg)
+    held_out = _full_sequences(held_out, cfg.data.max_length) if held_out is not None else None
+    args = {"max_length": None, "center_rewards_coefficient": cfg.rm.center_rewards, "disable_dropout": True,
+            "dataset_num_proc": None}
+    return StageParts(
+        model=model,
+        tokenizer=loaded.tokenizer,
+        train_dataset=train,
+        eval_dataset=held_out,
+        trainer_class=RewardTrainer,
+        args_class=RewardConfig,
+        args_extra=args,
+        parents=[parent_of(loaded.source)],
+        data={"fingerprints": data.fingerprints, **data.stats},
+        model_info={**model_summary(loaded, model), "adapter": cfg.adapter.type, "head": "score (1 label)"},
+        layer_class=loaded.family.decoder_layer or None,
+        finalize=reward_statistics(held_out if held_out is not None else train, cfg.rm.stats_samples),
+        language_model=False,
+    )
+
+
+SPEC = StageSpec(
+    name="rm",
+    order=30,
+    summary="reward model: a one-score head trained on preference pairs (Bradley-Terry)",
+    uses=("adapter", "eval", "data.train", "data.eval", "data.eval_fraction", "data.max_length", "data.truncation",
+          "data.cache_dir"),
+    options=RMOptions,
+    formats=PAIR_FORMATS,
+    build=build,
+    headline=("eval_accuracy", "eval_margin"),
+    judges=True,
+    samples="none",
+    cost=Cost(efficiency=0.21, passes=2.0),
+)

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from llmforge.config import dump
+from llmforge.config.stages import spec_for
 from llmforge.engine import capabilities
 from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
+from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED, Stopped
 from llmforge.engine.run_record import changes_since
+from llmforge.engine.tracking import PipelineGroup
 from llmforge.errors import UserError
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.plan import describe_plan
@@ -64,11 +66,14 @@ def _run_one(stage: PipelineStage, recipe: Path) -> None:
 
     if launcher.needs_launch(stage.config):
         code = launcher.launch(stage.config, str(recipe), [])
+        if code in (EXIT_PREEMPTED, EXIT_INTERRUPTED):
+            raise Stopped("SIGINT" if code == EXIT_INTERRUPTED else "SIGTERM", -1,
+                          f"stage '{stage.name}''s newest checkpoint")
         if code:
             raise UserError(f"stage '{stage.name}' exited with code {code}; its log is above. Run the pipeline "
                             "again to resume it from its last checkpoint.")
     else:
-        run_stage(stage.config)
+        run_stage(stage.config, spec_for(stage.config.stage))
 
 
 def parent_of(stage: PipelineStage, earlier: list[PipelineStage]) -> PipelineStage | None:
@@ -82,10 +87,11 @@ def judge_for(stage: PipelineStage, earlier: list[PipelineStage], named: str | N
     chosen = next((s for s in earlier if s.name == named), None)
     if chosen:
         return Path(chosen.config.output_dir)
-    own = getattr(getattr(stage.config, stage.config.stage, None), "reward_model", None)
+    spec = spec_for(stage.config.stage)
+    own = spec.reward_model(stage.config) if spec.reward_model else None
     if own:
         return Path(own)
-    latest = next((s for s in reversed(earlier) if s.config.stage == "rm"), None)
+    latest = next((s for s in reversed(earlier) if spec_for(s.config.stage).judges), None)
     return Path(latest.config.output_dir) if latest else None
 
 
@@ -104,13 +110,25 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
             raise UserError(f"stage '{stage.name}': {exc}") from None
     root = pipeline.output_dir
     (root / "recipes").mkdir(parents=True, exist_ok=True)
+    trackers = {name for stage in pipeline.stages for name in stage.config.logging.report_to}
+    group = PipelineGroup(root, root.name, trackers, pipeline.stages[0].config.logging.project)
+    finished = False
+    try:
+        summary = _run_stages(pipeline, root, group)
+        finished = True
+    finally:
+        group.close(finished)
+    return summary
+
+
+def _run_stages(pipeline: Pipeline, root: Path, group: PipelineGroup) -> list[dict[str, Any]]:
     summary: list[dict[str, Any]] = []
     evaluations: dict[str, dict[str, Any]] = {}
     plots: dict[str, list[Path]] = {}
     for index, stage in enumerate(pipeline.stages):
         output = Path(stage.config.output_dir)
         recipe = root / "recipes" / f"{stage.name}.yaml"
-        atomic_write_text(recipe, yaml.safe_dump(stage.config.model_dump(mode="json"), sort_keys=False))
+        atomic_write_text(recipe, dump(stage.config))
         reason = staleness(stage)
         if reason:
             log.info("Stage '%s' runs again: %s; the old output is kept as %s.", stage.name, reason,
@@ -134,5 +152,6 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
             pipeline.evaluation, root / "evals")
         plots[stage.name] = plot_stage(root, stage.name, output)
         atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary})
-        write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots)
+        report = write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots)
+    group.report([*report, *(path for paths in plots.values() for path in paths)])
     return summary

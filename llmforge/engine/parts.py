@@ -1,8 +1,9 @@
-"""The shape every stage has: build its parts from the config; the engine does the rest.
+"""What a training stage hands the engine: a model, data and the trainer class to drive them.
 
-A stage never writes its own loop, checkpointing or logging. It returns a model, data
-and the trainer class to drive them (transformers' Trainer or a TRL trainer), and the
-engine trains, checkpoints, resumes, evaluates and saves.
+A stage never writes its own loop, checkpointing or logging. Its `build` returns these parts
+(transformers' Trainer or a TRL trainer, or a trainer with the same interface such as our PPO),
+and the engine trains, checkpoints, resumes, evaluates and saves. The stage itself is declared
+in config/stages.py's terms; this layer knows no stage.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from transformers import Trainer, TrainingArguments
-
-from llmforge.config.schema import RunConfig
 
 
 @dataclass
@@ -36,9 +35,3 @@ class StageParts:
     # adds files to final/ before it is published (main rank; gets the staging folder, returns metrics)
     finalize: Callable[[Path], dict[str, float]] | None = None
     language_model: bool = True  # eval_loss is a next-token loss (so it has a perplexity)
-
-
-class Stage(Protocol):
-    name: str
-
-    def build(self, cfg: RunConfig) -> StageParts: ...
