@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 ruff check llmforge tests scripts
-python -m pytest -q --durations=25 "$@"
+# two workers: training tests that share a trained model stay on one worker (tests/conftest.py)
+python -m pytest -q -n 2 --dist loadgroup --durations=25 "$@"

@@ -76,9 +76,12 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmforge", *args]
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `llmforge ARGS` in a fresh process and capture its output."""
+def run_cli(*args: str, timeout: float = 300, threads: int | None = None) -> subprocess.CompletedProcess:
+    """Run `llmforge ARGS` in a fresh process and capture its output (with `threads` torch threads when its
+    figures are compared with ones computed in the test process: see tests/conftest.py)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -148,7 +151,7 @@ def start_accuracy(model: Path | str) -> float:
     import json
 
     result = run_cli("eval", str(model), "--dataset", "arithmetic-prompts", "--split", "test",
-                     "--options", *(f"{k}={v}" for k, v in DIGITS.items()))
+                     "--options", *(f"{k}={v}" for k, v in DIGITS.items()), threads=2)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])["eval_accuracy"]
 

@@ -63,21 +63,20 @@ def test_every_workload_is_a_valid_recipe(tmp_path):
 
 
 def test_quick_benchmark_comparisons_run_and_write_json(tmp_path):
-    """The comparisons with plain TRL, the plain loop and TRL's GRPO/RLOO, end to end (the stage and
-    speed-setting groups are the same runner on the recipes validated above; all groups take ~2.5 minutes)."""
+    """The comparisons with plain TRL and the plain loop, end to end (the other groups are the same runner on
+    the recipes validated above, and the online group's sampling engines are tested in tests/rl/test_sampling.py;
+    all groups take ~8 minutes)."""
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "--quick", "--steps", "3", "--only", "overhead,online", "--json", str(out),
-                     timeout=900)
+    result = run_cli("bench", "--quick", "--steps", "3", "--only", "overhead", "--json", str(out), timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     names = {row["name"] for row in figures["rows"]}
     assert {"llmforge sft", "trl SFTTrainer", "plain pytorch loop", "llmforge rm", "trl RewardTrainer",
             "llmforge dpo", "trl DPOTrainer", "llmforge sft, its defaults", "trl SFTTrainer, its defaults",
-            "llmforge sft-lora, its defaults", "trl SFTTrainer + peft, its defaults", "llmforge ppo, padded generation",
-            "llmforge ppo, continuous generation", "trl GRPOTrainer", "trl RLOOTrainer"} == names
+            "llmforge sft-lora, its defaults", "trl SFTTrainer + peft, its defaults"} == names
     assert all(row["step_seconds"] > 0 and row["peak_mib"] > 0 for row in figures["rows"])
     assert figures["matmul_ceiling_flops"] > 0 and figures["device"].startswith(("CPU: ", "NVIDIA", "AMD"))
-    assert set(figures["llmforge_vs_trl"]) == {"sft", "rm", "dpo"} and figures["ppo_continuous_vs_padded"] > 0
+    assert set(figures["llmforge_vs_trl"]) == {"sft", "rm", "dpo"}
     assert "| trl SFTTrainer |" in result.stdout and "Summary ratios" in result.stdout
     bad = run_cli("bench", "--only", "stagez")
     assert bad.returncode == 2 and "not a benchmark group" in bad.stderr

@@ -252,8 +252,8 @@ def sft_single(tmp_path_factory) -> dict[str, Path]:
                                "train.grad_accum_steps=2")
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-@pytest.mark.parametrize("method", list(SFT_METHODS))
+# each method under one strategy (the pretraining tests above cover every strategy)
+@pytest.mark.parametrize(("method", "strategy"), [("full", "fsdp"), ("lora", "ddp")])
 def test_sft_two_processes_match_one(sft_single, method, strategy):
     recipe = sft_single[method]
     assert_close_runs(recipe.parent / f"{method}-single", two_process_run(recipe, method, strategy))
@@ -285,8 +285,7 @@ def alignment_single(tmp_path_factory) -> dict[str, Path]:
     return single_process_runs(tmp_path_factory.mktemp("align-dist"), bases)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-@pytest.mark.parametrize("stage", list(ALIGNMENT))
+@pytest.mark.parametrize(("stage", "strategy"), [("rm", "ddp"), ("dpo", "fsdp"), ("kto", "ddp"), ("grpo", "fsdp")])
 def test_alignment_stages_two_processes(alignment_single, stage, strategy):
     recipe = alignment_single[stage]
     out = two_process_run(recipe, stage, strategy)
@@ -311,7 +310,7 @@ def ppo_ddp(tmp_path_factory) -> tuple[Path, Path]:
     return recipe, two_process_run(recipe, "ppo", "ddp")
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+@pytest.mark.parametrize("strategy", ["zero3"])  # FSDP gave the same bit-identical result; ZeRO-3 is the harder case
 def test_ppo_trains_the_same_under_every_strategy(ppo_ddp, strategy):
     recipe, ddp = ppo_ddp
     out = two_process_run(recipe, "ppo", strategy)

@@ -45,7 +45,8 @@ def test_prompt_rows_need_answers(tmp_path):
 
 def test_cli_reports_json_and_exit_2_on_missing_file(tmp_path, sft_short):
     """The CLI's accuracy is the model's greedy exact match on those rows (a trained model, so it is not 0)."""
-    ok = run_cli("eval", str(sft_short), "--dataset", "arithmetic-prompts", "--split", "test", "--max-samples", "40")
+    ok = run_cli("eval", str(sft_short), "--dataset", "arithmetic-prompts", "--split", "test", "--max-samples", "40",
+                 threads=2)
     assert ok.returncode == 0, ok.stderr[-2000:]
     reported = json.loads(ok.stdout)
     rows = load_source(DataSource(name="arithmetic-prompts", split="test", max_samples=40))

