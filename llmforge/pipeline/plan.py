@@ -65,7 +65,7 @@ def parameter_count(model: ModelConfig, known: dict[str, int]) -> int | None:
 def tokens_per_step(cfg: RunConfig, cost: Cost) -> int:
     rows = (cost.rows_per_step(cfg) if cost.rows_per_step else
             cfg.train.micro_batch_size * cfg.train.grad_accum_steps * cfg.distributed.nproc_per_node)
-    return rows * cfg.data.max_length
+    return rows * (cost.tokens_per_row(cfg) if cost.tokens_per_row else cfg.data.max_length)
 
 
 def estimate(cfg: RunConfig, params: int | None, rate: float) -> float | None:

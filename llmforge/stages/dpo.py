@@ -122,5 +122,5 @@ SPEC = StageSpec(
     build=build,
     headline=("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
     compared_with_start=True,
-    cost=Cost(efficiency=0.15, passes=3.0),
+    cost=Cost(efficiency=0.52, passes=3.0),
 )

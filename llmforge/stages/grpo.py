@@ -128,5 +128,5 @@ SPEC = StageSpec(
     compared_with_start=True,
     check=check,
     reward_model=reward_model_of,
-    cost=Cost(efficiency=0.004),
+    cost=Cost(efficiency=0.038, tokens_per_row=lambda cfg: cfg.grpo.max_new_tokens),
 )

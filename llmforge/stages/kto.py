@@ -53,5 +53,5 @@ SPEC = StageSpec(
     build=build,
     headline=("eval_accuracy", "eval_rewards/chosen", "eval_rewards/rejected"),
     compared_with_start=True,
-    cost=Cost(efficiency=0.15, passes=3.0),
+    cost=Cost(efficiency=0.52, passes=3.0),
 )

@@ -195,5 +195,5 @@ SPEC = StageSpec(
     compared_with_start=True,
     check=check,
     reward_model=reward_model_of,
-    cost=Cost(efficiency=0.006, rows_per_step=rollout_rows),
+    cost=Cost(efficiency=0.57, rows_per_step=rollout_rows),
 )

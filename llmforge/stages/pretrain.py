@@ -37,5 +37,5 @@ SPEC = StageSpec(
     build=build,
     headline=("eval_loss", "eval_perplexity"),
     samples="continuations",
-    cost=Cost(efficiency=0.28),
+    cost=Cost(efficiency=0.35),
 )

@@ -123,5 +123,5 @@ SPEC = StageSpec(
     headline=("eval_accuracy", "eval_margin"),
     judges=True,
     samples="none",
-    cost=Cost(efficiency=0.21, passes=2.0),
+    cost=Cost(efficiency=0.63, passes=2.0),
 )

@@ -77,5 +77,5 @@ SPEC = StageSpec(
     formats=SFT_FORMATS,
     build=build,
     headline=("eval_loss", "eval_accuracy"),
-    cost=Cost(efficiency=0.11),
+    cost=Cost(efficiency=0.072),
 )
