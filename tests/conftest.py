@@ -18,38 +18,41 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 CALIBRATED_THREADS = 2
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle threads sleep instead of spinning on a shared core
     import torch
 
     torch.set_num_threads(CALIBRATED_THREADS)
 
 # Tests that share an expensive fixture run on one worker (pytest -n 2 --dist loadgroup, as scripts/test.sh
-# runs), so it is built once: the session's trained models in two chains (sft_full's, and the shorter SFT runs
-# the alignment tests start from), and each module whose tests share module-scoped fixtures (and what they leave in them).
-CHAINS = (("sft_full", "trained-full"), ("sft_mid", "trained-short"), ("sft_short", "trained-short"),
-          ("pretrained", "trained-full"))
-
+# runs), so it is built once: every test on the session's trained models (one group, so only one worker trains
+# with two threads at a time), and each module whose tests share module-scoped fixtures (and what they leave
+# in them). xdist's groups need pytest < 9 (pyproject.toml).
+CHAINS = (("sft_full", "trained"), ("sft_mid", "trained"), ("sft_short", "trained"), ("pretrained", "trained"))
 
 # The longest groups first, so that the two workers end together (the rest fills in behind them).
-FIRST = ("trained-full", "trained-short", "tests.distributed.test_launch")
+FIRST = ("trained", "tests.distributed.test_launch")
+
+
+def pytest_itemcollected(item):
+    """Mark the item's group as it is collected (before xdist reads the marks in its collection hook)."""
+    names = getattr(item, "fixturenames", ())
+    group = next((chain for fixture, chain in CHAINS if fixture in names), None)
+    if group is None:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        shared = any(d.scope == "module" and d.baseid and d.baseid in item.nodeid
+                     for name in names for d in defs.get(name, ())[-1:])
+        group = item.module.__name__ if shared else None
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        group = next((chain for fixture, chain in CHAINS if fixture in names), None)
-        if group is None:
-            defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-            shared = any(d.scope == "module" and d.baseid and d.baseid in item.nodeid
-                         for name in names for d in defs.get(name, ())[-1:])
-            group = item.module.__name__ if shared else None
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    if os.environ.get("PYTEST_XDIST_WORKER") or config.getoption("dist", "no") != "no":
-        def rank(item):
-            marker = item.get_closest_marker("xdist_group")
-            return FIRST.index(marker.args[0]) if marker and marker.args[0] in FIRST else len(FIRST)
-        items.sort(key=rank)
+    def rank(item):
+        marker = item.get_closest_marker("xdist_group")
+        return FIRST.index(marker.args[0]) if marker and marker.args[0] in FIRST else len(FIRST)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True, scope="session")
