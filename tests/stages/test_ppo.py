@@ -22,7 +22,16 @@ from safetensors.torch import load_file
 
 from llmforge.config import load_config
 from llmforge.stages import run as run_stage
-from tests.helpers import DIGITS, assert_resumes_exactly, metric_lines, run_cli, start_accuracy, write_recipe
+from tests.helpers import (
+    DIGITS,
+    assert_resumes_exactly,
+    deep_update,
+    final_weights,
+    metric_lines,
+    run_cli,
+    start_accuracy,
+    write_recipe,
+)
 
 ACCURACY_SLACK = 0.05
 MAX_KL = 1.0
@@ -181,3 +190,22 @@ def test_rloo_uses_the_prompts_other_samples_instead_of_a_value_model(tmp_path):
     assert all(torch.isfinite(torch.tensor(line["policy_loss"])) for line in lines)
     run = json.loads((outcome.output_dir / "run.json").read_text())
     assert [p["role"] for p in run["parents"]] == ["model"]  # no value model loaded
+
+
+def test_best_checkpoint_and_early_stopping_survive_a_sigkill(tmp_path):
+    """The untrained preset answers none of the held-out problems, so eval_accuracy is 0.0 at every evaluation:
+    the first evaluation (step 2) stays the best, patience 2 runs out at step 6 of 20, and final/ holds step 2's
+    policy. Killed after checkpoint-4 (best and patience count in it), the rerun ends the same way."""
+    recipe = deep_update(deep_update(PPO, QUICK), {
+        "train": {"max_steps": 20, "early_stopping": {"patience": 2}}, "eval": {"every_steps": 2},
+        "data": {"eval": [{"name": "arithmetic-prompts", "split": "test", "options": {**DIGITS, "num_samples": 16}}]},
+        "checkpoint": {"every_steps": 2, "keep_last": 1, "best_metric": "eval_accuracy"}})
+    assert_resumes_exactly(tmp_path, recipe, kill_after_checkpoint=4)
+    for run in ("ref", "killed"):
+        selection = json.loads((tmp_path / run / "run.json").read_text())["selection"]
+        assert selection == {"metric": "eval_accuracy", "best_value": 0.0, "best_step": 2, "last_step": 6,
+                             "stopped_early": True}
+    best = load_file(tmp_path / "ref" / "checkpoints" / "checkpoint-2" / "model.safetensors")
+    published = final_weights(tmp_path / "ref")
+    matched = [k for k in published if f"policy.{k}" in best]
+    assert matched and all(torch.equal(published[k], best[f"policy.{k}"]) for k in matched)
