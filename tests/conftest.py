@@ -27,7 +27,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # runs), so it is built once: every test on the session's trained models (one group, so only one worker trains
 # with two threads at a time), and each module whose tests share module-scoped fixtures (and what they leave
 # in them). xdist's groups need pytest < 9 (pyproject.toml).
-CHAINS = (("sft_full", "trained"), ("sft_mid", "trained"), ("sft_short", "trained"), ("pretrained", "trained"))
+TRAINED = {"pretrained", "sft_full", "sft_mid", "sft_short"}
 
 # The longest groups first, so that the two workers end together (the rest fills in behind them).
 FIRST = ("trained", "tests.distributed.test_launch")
@@ -36,7 +36,7 @@ FIRST = ("trained", "tests.distributed.test_launch")
 def pytest_itemcollected(item):
     """Mark the item's group as it is collected (before xdist reads the marks in its collection hook)."""
     names = getattr(item, "fixturenames", ())
-    group = next((chain for fixture, chain in CHAINS if fixture in names), None)
+    group = "trained" if TRAINED & set(names) else None
     if group is None:
         defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         shared = any(d.scope == "module" and d.baseid and d.baseid in item.nodeid

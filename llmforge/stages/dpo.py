@@ -108,19 +108,21 @@ def build(cfg: RunConfig) -> StageParts:
     return offline_preference_parts(cfg, options.ref_model, DPOTrainer, DPOConfig, args)
 
 
-# what dpo and kto read (their own section aside)
-OFFLINE_PREFERENCE_KEYS = ("adapter", "eval", "data.train", "data.eval", "data.eval_fraction", "data.max_length",
-                           "data.truncation", "data.cache_dir")
+def offline_preference_spec() -> dict[str, Any]:
+    """What dpo and kto declare alike: the keys they read besides their own section, pair rows in, compared with
+    the model they started from, and their cost (a policy and a reference pass per pair; kto's is dpo's, not
+    measured on its own)."""
+    return {"uses": ("adapter", "eval", "data.train", "data.eval", "data.eval_fraction", "data.max_length",
+                     "data.truncation", "data.cache_dir"),
+            "formats": PAIR_FORMATS, "compared_with_start": True, "cost": Cost(efficiency=0.52, passes=3.0)}
+
 
 SPEC = StageSpec(
     name="dpo",
     order=40,
     summary="direct preference optimisation (and IPO, hinge, robust, RPO...) through TRL's DPOTrainer",
-    uses=OFFLINE_PREFERENCE_KEYS,
     options=DPOOptions,
-    formats=PAIR_FORMATS,
     build=build,
     headline=("eval_accuracy", "eval_rewards/accuracies", "eval_rewards/margins"),
-    compared_with_start=True,
-    cost=Cost(efficiency=0.52, passes=3.0),
+    **offline_preference_spec(),
 )

@@ -15,7 +15,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.preference import PROMPT_FORMATS, prepare_prompt_data
+from llmforge.data.preference import prepare_prompt_data
 from llmforge.distributed.state import process_state
 from llmforge.engine.adapters import quantization_kwargs
 from llmforge.engine.parts import StageParts
@@ -33,7 +33,7 @@ from llmforge.stages.common import (
     parent_of,
     trainer_adapter,
 )
-from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, reward_model_of
+from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
 
 
 def trl_reward_function(source: RewardSource, columns: list[str]) -> Any:
@@ -110,10 +110,6 @@ def build(cfg: RunConfig) -> StageParts:
     )
 
 
-def check(cfg: RunConfig) -> None:
-    check_rewards(cfg)
-
-
 SPEC = StageSpec(
     name="grpo",
     order=70,
@@ -121,12 +117,8 @@ SPEC = StageSpec(
             "verifiable functions",
     uses=ONLINE_KEYS,
     options=GRPOOptions,
-    formats=PROMPT_FORMATS,
     build=build,
-    headline=("eval_accuracy",),
-    logged_headline=("reward", "kl"),
-    compared_with_start=True,
-    check=check,
-    reward_model=reward_model_of,
+    check=check_rewards,
+    **online_spec(),
     cost=Cost(efficiency=0.038, tokens_per_row=lambda cfg: cfg.grpo.max_new_tokens),
 )

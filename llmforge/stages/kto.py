@@ -15,10 +15,9 @@ from trl import KTOConfig, KTOTrainer
 from trl.data_utils import unpair_preference_dataset
 
 from llmforge.config.schema import RunConfig
-from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.preference import PAIR_FORMATS
+from llmforge.config.stages import StageSpec
 from llmforge.engine.parts import StageParts
-from llmforge.stages.dpo import OFFLINE_PREFERENCE_KEYS, ReferenceOptions, offline_preference_parts
+from llmforge.stages.dpo import ReferenceOptions, offline_preference_parts, offline_preference_spec
 
 
 class KTOOptions(ReferenceOptions):
@@ -47,11 +46,8 @@ SPEC = StageSpec(
     name="kto",
     order=50,
     summary="Kahneman-Tversky optimisation: answers judged good or bad one by one (TRL's KTOTrainer)",
-    uses=OFFLINE_PREFERENCE_KEYS,
     options=KTOOptions,
-    formats=PAIR_FORMATS,
     build=build,
     headline=("eval_accuracy", "eval_rewards/chosen", "eval_rewards/rejected"),
-    compared_with_start=True,
-    cost=Cost(efficiency=0.52, passes=3.0),
+    **offline_preference_spec(),
 )

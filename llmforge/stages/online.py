@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from llmforge.config.schema import RunConfig, Section
+from llmforge.data.preference import PROMPT_FORMATS
 from llmforge.errors import UserError
 from llmforge.rl.reward_functions import REWARD_FUNCTIONS, RewardSource, resolve
 
@@ -88,3 +89,10 @@ def reward_model_of(cfg: RunConfig) -> str | None:
 
 # what grpo and ppo read (their own section aside)
 ONLINE_KEYS = ("adapter", "data.train", "data.eval")
+
+
+def online_spec() -> dict[str, Any]:
+    """What grpo and ppo declare alike: prompt rows in, rewarded by reward_model_of, judged in a pipeline by held-out
+    accuracy and their logged reward and KL, against the model they started from."""
+    return {"formats": PROMPT_FORMATS, "headline": ("eval_accuracy",), "logged_headline": ("reward", "kl"),
+            "compared_with_start": True, "reward_model": reward_model_of}

@@ -17,7 +17,7 @@ from pydantic import Field
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import Cost, StageSpec
 from llmforge.data.chat import encode_prompt
-from llmforge.data.preference import PROMPT_FORMATS, prepare_prompt_data
+from llmforge.data.preference import prepare_prompt_data
 from llmforge.distributed.strategy import accelerator_for
 from llmforge.engine.adapters import apply_adapter, quantization_kwargs
 from llmforge.engine.parts import StageParts
@@ -38,7 +38,7 @@ from llmforge.stages.common import (
     model_summary,
     parent_of,
 )
-from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, reward_model_of
+from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
 
 
 def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role: str) -> None:
@@ -188,12 +188,8 @@ SPEC = StageSpec(
     refuses=("train.compile", "train.liger_kernel"),
     refuses_why="they apply to the Trainer-based stages; ppo runs its own loop and does not use them",
     options=PPOOptions,
-    formats=PROMPT_FORMATS,
     build=build,
-    headline=("eval_accuracy",),
-    logged_headline=("reward", "kl"),
-    compared_with_start=True,
     check=check,
-    reward_model=reward_model_of,
+    **online_spec(),
     cost=Cost(efficiency=0.57, rows_per_step=rollout_rows),
 )
