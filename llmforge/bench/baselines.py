@@ -33,12 +33,9 @@ class StepTimer(TrainerCallback):
 
 
 def rates(marks: list[tuple[int, float, int]], warmup: int) -> dict[str, float]:
-    kept = [m for m in marks if m[0] >= warmup]
-    (step0, t0, tok0), (step1, t1, tok1) = kept[0], kept[-1]
-    result = {"step_seconds": (t1 - t0) / (step1 - step0)}
-    if tok1 > tok0:
-        result["tokens_per_second"] = (tok1 - tok0) / (t1 - t0)
-    return result
+    from llmforge.bench.workloads import step_rates
+
+    return step_rates([(step, seconds, tokens) for step, seconds, tokens in marks if step >= warmup])
 
 
 def _bf16() -> bool:
@@ -59,6 +56,7 @@ def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bo
                      learning_rate=1e-4, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
                      report_to="none", seed=0, max_length=size.max_length, bf16=_bf16(), disable_tqdm=True,
                      include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+                     **({} if own_defaults else {"optim": "adamw_torch"}),
                      **({} if own_defaults else {"activation_checkpointing": False, "packing": False}))
     peft_config = None
     if lora:
@@ -88,12 +86,14 @@ def pairs_file(folder: Path, rows: int = 4000) -> Path:
 
 
 def _common(size: Size, out: Path) -> dict[str, Any]:
-    """What every TRL baseline sets as llmforge's workloads do: steps, batch, lr, schedule, seed, precision."""
+    """What every TRL baseline sets as llmforge's workloads do: steps, batch, lr, schedule, seed, precision,
+    optimizer."""
     return {"output_dir": str(out), "max_steps": size.steps, "per_device_train_batch_size": size.micro_batch_size,
             "learning_rate": 1e-4, "lr_scheduler_type": "constant", "logging_steps": 1, "save_strategy": "no",
             "report_to": "none", "seed": 0, "bf16": _bf16(), "fp16": False, "disable_tqdm": True,
             "dataloader_num_workers": 0, "max_length": size.max_length, "activation_checkpointing": False,
-            "disable_dropout": True, "dataset_num_proc": None}
+            "disable_dropout": True, "dataset_num_proc": None,
+            "optim": "adamw_torch"}  # llmforge's default; transformers' own is adamw_torch_fused
 
 
 def trl_reward(model_dir: Path, data: Path, size: Size, out: Path) -> dict[str, float]:

@@ -115,7 +115,9 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(1.0, ge=0.0, description="gradient clipping; 0 = off")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay")
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adamw_8bit"] = Field(
-        "adamw_torch", description="optimizer (adamw_8bit needs bitsandbytes and a GPU)")
+        "adamw_torch", description="optimizer: adamw_torch (per-tensor loop), adamw_torch_fused (one fused kernel; "
+        "the same update with other rounding: 1.01x SFT tokens/s on the bench's CPU, more where the optimizer "
+        "step is a larger share), adafactor, sgd, adamw_8bit (needs bitsandbytes and a GPU)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="autocast: auto = bf16 on GPUs that have it (fp16 on older ones), none on CPUs; no = "
         "compute in model.dtype; bf16/fp16 = autocast float32 weights (written to run.json as `precision`)")
