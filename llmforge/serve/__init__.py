@@ -1,0 +1,1 @@
+"""Serving trained models: an OpenAI-compatible HTTP API over a batching engine, and a chat page."""
