@@ -54,7 +54,8 @@ def load_source(source: DataSource, streaming: bool = False, default_format: str
     elif source.options:
         raise UserError(f"{label}: 'options' only applies to built-in datasets.")
     elif source.path:
-        rows, fingerprint, label = _load_files(Path(source.path), source, streaming, label)
+        rows, fingerprint, label = _load_files(dataset_folder(Path(source.path), source.split, label), source,
+                                               streaming, label)
         fmt = source.format
     else:
         rows, fingerprint = _load_hub(source, streaming, label)
@@ -84,6 +85,18 @@ def infer_format(columns: list[str] | None, label: str) -> str:
 
 def _generate(fn: Any, split: str, options: Any):
     yield from fn(split, options)
+
+
+def dataset_folder(path: Path, split: str, label: str) -> Path:
+    """A curate run's folder (or its final/) read as its `split`'s shards; any other path as it is."""
+    final = path / "final" if (path / "run.json").is_file() else path
+    if not (final / "manifest.json").is_file() or not (final / "train").is_dir():
+        return path
+    if not (final / split).is_dir():
+        have = sorted(p.name for p in final.iterdir() if p.is_dir())
+        raise UserError(f"{label}: the curated dataset {path} has no '{split}' split (it has: {', '.join(have)}). "
+                        "Set split: to one of those, or curate.split to make it.")
+    return final / split
 
 
 def _files_of(path: Path, label: str) -> list[Path]:

@@ -49,7 +49,8 @@ def headline(kind: str, run: Path) -> dict[str, float]:
     """The figures the report's table shows for a stage of this kind (its declaration names them)."""
     spec = spec_for(kind)
     final = read_run_info(run).get("final_metrics", {})
-    shown = {key: float(final[key]) for key in spec.headline if isinstance(final.get(key), (int, float))}
+    shown = {key: final[key] if isinstance(final[key], int) else float(final[key]) for key in spec.headline
+             if isinstance(final.get(key), (int, float))}
     for key in spec.logged_headline:
         value = final.get(key) if isinstance(final.get(key), (int, float)) else _logged_tail(run, key)
         if value is not None:

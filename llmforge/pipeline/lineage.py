@@ -28,7 +28,26 @@ def lineage(run_dir: Path, role: str = "run", seen: frozenset[str] = frozenset()
         else:
             node["parents"].append({"role": parent.get("role", "model"), "kind": parent.get("kind"),
                                     "name": parent.get("name"), "parents": []})
+    for folder in _data_runs(info, run_dir):  # a curated dataset read as data: its run, back to the raw files
+        if str(folder) not in seen:
+            node["parents"].append(lineage(folder, "data", seen | {str(run_dir)}))
+    if info.get("sources"):
+        node["sources"] = info["sources"]
     return node
+
+
+def _data_runs(info: dict[str, Any], run_dir: Path) -> list[Path]:
+    found: list[Path] = []
+    for section in ("train", "eval"):
+        for source in ((info.get("config") or {}).get("data") or {}).get(section) or []:
+            path = source.get("path") if isinstance(source, dict) else None
+            if not path:
+                continue
+            folder = Path(path) if Path(path).is_absolute() else run_dir / path
+            folder = folder.parent if folder.name == "final" else folder
+            if (folder / RUN_FILE).is_file() and folder.resolve() not in found:
+                found.append(folder.resolve())
+    return found
 
 
 def read_lineage(run: str) -> dict[str, Any]:
@@ -49,6 +68,8 @@ def render(node: dict[str, Any], depth: int = 0) -> list[str]:
         for split, prints in node["data"].items():
             if split in ("train", "eval") and prints:
                 lines.append("  " * (depth + 1) + f"   data.{split}: {', '.join(map(str, prints))}")
+        for source in node.get("sources", []):
+            lines.append("  " * (depth + 1) + f"   source: {source['source']} [{source.get('fingerprint', '?')}]")
     for parent in node["parents"]:
         lines += render(parent, depth + 1)
     return lines

@@ -84,6 +84,7 @@ def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict
         out.append(("h2", f"{name} ({row['stage']}) -> {row['output_dir']}"))
         if row.get("needs"):
             out.append(("p", "Starts from: " + ", ".join(row["needs"])))
+        out += data_section(Path(row["output_dir"]))
         against = evaluation.get("against")
         if against:
             out.append(("table", ["", name, against["stage"]], [
@@ -100,6 +101,33 @@ def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict
                 + ([s.get("baseline", "")] if against else []) for s in samples]))
         for path in plots.get(name, []):
             out.append(("img", str(path.relative_to(root)), f"{name} {path.stem}"))
+    return out
+
+
+def data_section(run: Path) -> list[Block]:
+    """A curated dataset's rows in and out per step, and the test rows found in its sources."""
+    import json
+
+    path = run / "final" / "manifest.json"
+    if not path.is_file():
+        return []
+    manifest = json.loads(path.read_text())
+    rows_in = manifest["rows_in"]
+    out: list[Block] = [("p", f"Rows: {rows_in:,} in, {manifest['rows_out']:,} out ("
+                         + ", ".join(f"{k} {v:,}" for k, v in manifest["splits"].items()) + ")."),
+                        ("table", ["step", "rows removed", "share of rows in", "example"], [
+                            [s["step"], _number(s.get("removed", s.get("changed"))) + (" changed" if "changed" in s
+                                                                                      else ""),
+                             f"{100 * s.get('removed', 0) / max(1, rows_in):.1f}%",
+                             (s.get("examples") or [{}])[0].get("where", "")] for s in manifest["steps"]])]
+    found = manifest.get("contamination", [])
+    if manifest.get("test_rows_checked"):
+        out.append(("p", f"Contamination: {len(found)} of {manifest['test_rows_checked']:,} test rows were found "
+                         "in the training data and their copies removed."))
+        if found:
+            out.append(("table", ["test row", "text", "training rows holding it", "first found at"], [
+                [f"{c['source']}, row {c['row']}", c["text"][:80], _number(c["training_rows"]),
+                 (c.get("found_in") or [""])[0]] for c in found[:20]]))
     return out
 
 

@@ -15,22 +15,19 @@ dataset: the columns a function reads are whatever the prompt rows carry.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import json
 import math
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from llmforge.errors import UserError
 from llmforge.eval.answers import is_correct, last_number
+from llmforge.user_code import import_function
 
 
 def completion_text(completion: Any) -> str:
@@ -96,34 +93,6 @@ def checked(name: str, values: Any, expected: int) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
-def _import_function(name: str) -> Callable[..., Any]:
-    target, _, attribute = name.rpartition(":")
-    if not target or not attribute:
-        raise UserError(f"reward function '{name}': write path/to/file.py:function or package.module:function.")
-    if target.endswith(".py"):
-        path = Path(target).expanduser()
-        if not path.is_file():
-            raise UserError(f"reward function '{name}': {path} does not exist (paths are relative to {Path.cwd()}).")
-        module_name = f"llmforge_user_reward_{abs(hash(str(path.resolve())))}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # so pickling and dataclasses inside it work
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise UserError(f"reward function '{name}': importing {path} failed: {type(exc).__name__}: {exc}"
-                            ) from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise UserError(f"reward function '{name}': cannot import {target} ({exc}).") from None
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise UserError(f"reward function '{name}': {target} has no function '{attribute}'.")
-    return function
-
-
 def _needs(name: str, function: Callable[..., Any]) -> tuple[str, ...]:
     """The columns a function requires; an error when it could not receive the completions."""
     try:
@@ -174,7 +143,7 @@ def resolve(name: str, timeout: float = 30.0, retries: int = 2) -> RewardSource:
         label = name.split("://", 1)[1].split("/", 1)[0]
         return RewardSource(name, f"url:{label}", remote(name, timeout, retries), timeout=timeout, retries=retries)
     if ":" in name:
-        function = _import_function(name)
+        function = import_function(name)
         return RewardSource(name, name.rpartition(":")[2], function, _needs(name, function))
     close = [known for known in REWARD_FUNCTIONS if known[:3] == name[:3]]
     raise UserError(f"reward function '{name}' is not built in ({', '.join(REWARD_FUNCTIONS)}"

@@ -107,6 +107,7 @@ def test_pipeline_defaults_may_hold_keys_some_stages_do_not_read(tmp_path, capsy
 def test_every_stage_declares_what_the_pipeline_and_plan_need():
     for spec in stage_specs().values():
         assert spec.summary and spec.formats and spec.headline, spec.name
-        assert spec.cost is not None and 0 < spec.cost.efficiency <= 1, spec.name
+        if spec.trains:  # the plan's time estimate; a producing stage's time shows as unknown
+            assert spec.cost is not None and 0 < spec.cost.efficiency <= 1, spec.name
         if spec.options is not None:
             assert spec.section == spec.name
