@@ -11,7 +11,8 @@ from llmforge.config.stages import spec_for
 from llmforge.data.builtin import BUILTINS
 
 CONFIGS = Path(__file__).parents[1] / "configs"
-RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name != "pipelines")
+RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent.name not in ("pipelines", "sweeps"))
+SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
 PIPELINES = sorted((CONFIGS / "pipelines").glob("*.yaml"))
 
 
@@ -36,3 +37,12 @@ def test_pipeline_validates_with_every_stage_inside_its_folder(pipeline):
 
     loaded = load_pipeline(pipeline)
     assert loaded.stages and all(s.config.output_dir.startswith(str(loaded.output_dir)) for s in loaded.stages)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=lambda p: p.name)
+def test_sweep_validates(sweep):
+    """Each shipped sweep's keys exist in its base recipe (every search value resolved against it)."""
+    from llmforge.sweep.spec import load_sweep
+
+    spec, base, pipeline = load_sweep(sweep)
+    assert spec.output_dir.startswith("runs/") and base.is_file() and not pipeline

@@ -1,0 +1,107 @@
+"""What a sweep leaves: the trials table (also `llmforge sweep --status`), best.yaml (the best trial's whole
+resolved recipe), and a report with Optuna's plots (history, importances, parallel coordinates, the
+intermediate values the pruner saw)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from llmforge.sweep.spec import SweepSpec, override
+
+log = logging.getLogger("llmforge")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def table(study: optuna.Study, spec: SweepSpec) -> str:
+    keys = list(spec.space)
+    names = [o.metric for o in spec.objectives]
+    lines = ["| trial | state | " + " | ".join(names + keys) + " | seconds | note |",
+             "|" + "---|" * (len(names) + len(keys) + 4)]
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("surplus"):
+            continue
+        values = t.values or [None] * len(names)
+        note = t.user_attrs.get("error") or (f"retry of trial {t.user_attrs['retry_of']}" if "retry_of" in
+                                              t.user_attrs else "")
+        if t.state == optuna.trial.TrialState.PRUNED and t.last_step is not None:
+            note = f"pruned at step {t.last_step}"
+        lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(
+            [_cell(v) for v in values] + [_cell(t.params.get(k)) for k in keys])
+            + f" | {_cell(t.user_attrs.get('seconds'))} | {note.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def best_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        return []
+    return study.best_trials if len(study.directions) > 1 else [study.best_trial]
+
+
+def write_results(study: optuna.Study, spec: SweepSpec, base: Path, pipeline: bool, folder: Path) -> list[str]:
+    """best.yaml, trials.md, report.md and plots/; the lines to print."""
+    from llmforge.config import dump, load_config
+
+    text = table(study, spec)
+    (folder / "trials.md").write_text(text + "\n")
+    best = best_trials(study)
+    printed = [text, ""]
+    if best:
+        top = best[0]
+        overrides = [*spec.overrides, *(override(k, v) for k, v in top.params.items())]
+        if pipeline:
+            body = f"# llmforge pipeline {base} " + " ".join(f"'{o}'" for o in overrides) + "\n"
+        else:
+            body = dump(load_config(base, [*overrides, f"output_dir={top.user_attrs.get('run_dir')}"]))
+        (folder / "best.yaml").write_text(body)
+        shown = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(spec.objectives, top.values, strict=True))
+        printed.append(f"best: trial {top.number} ({shown}): " + " ".join(overrides) + f" -> {folder / 'best.yaml'}")
+        if len(best) > 1:
+            printed.append("Pareto front: trials " + ", ".join(str(t.number) for t in best))
+    plots = _plots(study, folder / "plots", spec)
+    report = ["# Sweep " + spec.study_name, "", f"Base: `{base}`; objective: "
+              + ", ".join(f"{o.direction} {o.metric}" for o in spec.objectives) + f"; sampler {spec.sampler.type}, "
+              f"pruner {spec.pruner.type}.", "", text, ""]
+    report += [f"![{p.stem}](plots/{p.name})" for p in plots]
+    (folder / "report.md").write_text("\n".join(report) + "\n")
+    return printed
+
+
+def _plots(study: optuna.Study, folder: Path, spec: SweepSpec) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as views
+
+    folder.mkdir(parents=True, exist_ok=True)
+    single = len(spec.objectives) == 1
+    wanted = {"history": views.plot_optimization_history, "importances": views.plot_param_importances,
+              "parallel-coordinates": views.plot_parallel_coordinate}
+    if spec.pruner.type != "none":
+        wanted["intermediate-values"] = views.plot_intermediate_values
+    written = []
+    for name, draw in wanted.items():
+        if not single and name != "intermediate-values":
+            continue
+        try:
+            axes = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for that view yet
+            log.info("sweep: no %s plot yet (%s)", name, exc)
+            continue
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure.set_size_inches(7, 4)
+        figure.tight_layout()
+        figure.savefig(folder / f"{name}.png", dpi=90)
+        plt.close(figure)
+        written.append(folder / f"{name}.png")
+    return written

@@ -1,0 +1,107 @@
+"""`llmforge sweep` on a few-second recipe: a bad search key stops before any trial, two processes share one
+study without running a trial twice, a SIGKILLed sweep resumes (the interrupted trial from its checkpoint),
+and a diverging trial is recorded failed while the study goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import optuna
+import yaml
+
+from tests.helpers import checkpoint_complete, cli_command, kill_when, run_cli, write_recipe
+
+QUICK = {"stage": "pretrain", "seed": 3, "model": {"name": "tiny-llama"},
+         "data": {"train": [{"name": "tinytext", "options": {"num_documents": 200}}],
+                  "eval": [{"name": "tinytext", "split": "test", "options": {"num_documents": 20}}],
+                  "max_length": 32},
+         "train": {"max_steps": 4, "micro_batch_size": 4, "lr": 3.0e-3},
+         "eval": {"every_steps": 2}, "checkpoint": {"every_steps": 2, "keep_last": 3},
+         "logging": {"every_steps": 2}}
+
+
+def sweep_file(folder: Path, name: str = "sweep.yaml", **changes) -> Path:
+    base = write_recipe(folder, "base.yaml", base=QUICK, output_dir="runs/unused")
+    spec = {"base": str(base), "output_dir": str(folder / "sweep"),
+            "space": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+                      "train.warmup_ratio": {"type": "float", "low": 0.0, "high": 0.3}},
+            "objective": {"metric": "eval_loss", "direction": "minimize"},
+            "budget": {"n_trials": 3}, "sampler": {"type": "random", "seed": 0}, **changes}
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def study_of(folder: Path) -> optuna.Study:
+    return optuna.load_study(study_name="llmforge", storage=f"sqlite:///{folder / 'sweep' / 'study.db'}")
+
+
+def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if not t.user_attrs.get("surplus")]
+
+
+def test_a_bad_search_key_exits_2_before_any_trial(tmp_path):
+    path = sweep_file(tmp_path, space={"train.lrr": {"type": "float", "low": 1e-3, "high": 1e-2}})
+    result = run_cli("sweep", str(path))
+    assert result.returncode == 2 and "space.train.lrr" in result.stderr and "Did you mean 'lr'" in result.stderr
+    assert not (tmp_path / "sweep").exists()
+    bad = sweep_file(tmp_path, "bad.yaml", space={"train.lr": {"type": "float", "low": 1.0, "high": 0.1}})
+    result = run_cli("sweep", str(bad))
+    assert result.returncode == 2 and "low` <= `high" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_processes_share_one_study(tmp_path):
+    path = sweep_file(tmp_path, budget={"n_trials": 4})
+    workers = [subprocess.Popen(cli_command("sweep", str(path)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    trials = counted(study_of(tmp_path))
+    assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    folders = [t.user_attrs["run_dir"] for t in trials]
+    assert len(set(folders)) == 4 and len({t.user_attrs["pid"] for t in trials}) == 2  # both worked
+    for folder in folders:  # each trial trained once: one run, never resumed
+        info = json.loads((Path(folder) / "run.json").read_text())
+        assert info["status"] == "completed" and not info.get("resumed_from")
+    status = run_cli("sweep", str(path), "--status")
+    assert status.returncode == 0 and status.stdout.count("| complete |") == 4
+    best = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())
+    assert best["stage"] == "pretrain" and best["train"]["lr"] == min(trials, key=lambda t: t.value).params["train.lr"]
+    assert (tmp_path / "sweep" / "plots" / "history.png").is_file()
+
+
+def test_sigkill_then_rerun_keeps_finished_trials_and_resumes_the_interrupted_one(tmp_path):
+    path = sweep_file(tmp_path)
+    process = subprocess.Popen(cli_command("sweep", str(path)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    trial = tmp_path / "sweep" / "trial-0001"
+    kill_when(process, checkpoint_complete(trial, 2), timeout=300)
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and the trial it runs, as when a node goes away
+    first = json.loads((tmp_path / "sweep" / "trial-0000" / "run.json").read_text())
+    assert first["status"] == "completed"
+    again = run_cli("sweep", str(path), timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    trials = {t.number: t for t in study_of(tmp_path).trials}
+    assert trials[1].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == 1]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == trials[1].params and retries[0].user_attrs["run_dir"] == str(trial)
+    assert json.loads((trial / "run.json").read_text())["resumed_from"]  # from its checkpoint, not from scratch
+    assert json.loads((tmp_path / "sweep" / "trial-0000" / "run.json").read_text()) == first  # kept as it was
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in counted(study_of(tmp_path))) == 3
+
+
+def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
+    path = sweep_file(tmp_path, space={"train.lr": {"type": "categorical", "choices": [3.0e-3, 1.0e+9]}},
+                      sampler={"type": "grid", "seed": 0}, budget={"n_trials": 2})
+    result = run_cli("sweep", str(path), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = {t.params["train.lr"]: t for t in study_of(tmp_path).trials}
+    assert trials[3.0e-3].state == optuna.trial.TrialState.COMPLETE
+    failed = trials[1.0e+9]
+    assert failed.state == optuna.trial.TrialState.FAIL and "training loss nan" in failed.user_attrs["error"]
+    assert "| fail |" in result.stdout and "best: trial" in result.stdout
