@@ -161,6 +161,36 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_inspect(args: argparse.Namespace) -> int:
+    from llmforge.curate.inspect import as_source, inspect_source, render, write
+
+    tokenizer = None
+    if args.model:
+        from llmforge.config.schema import ModelConfig
+        from llmforge.registry.models import load_tokenizer, resolve_source
+
+        tokenizer = load_tokenizer(resolve_source(args.model), ModelConfig(name=args.model))
+    reports = [inspect_source(as_source(s, args.format), tokenizer, args.max_length) for s in args.sources]
+    print(render(reports))
+    if args.out:
+        print(f"written: {write(reports, Path(args.out))}/report.md (and report.html, histograms)")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from llmforge.sweep import run_sweep
+
+    print("\n".join(run_sweep(args.sweep, status=args.status)))
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from llmforge.serve.server import serve
+
+    return serve(args.models, names=args.name, host=args.host, port=args.port, api_key=args.api_key,
+                 votes=args.votes, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+
+
 def _chat(args: argparse.Namespace) -> int:
     from llmforge.inference import ChatSession, load_for_inference
 
@@ -241,6 +271,9 @@ EXAMPLES = {
     "lineage": "llmforge lineage runs/tiny-rlhf/dpo",
     "plot": "llmforge plot runs/tiny-rlhf/ppo --out plots/",
     "generate": 'llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --max-new-tokens 8',
+    "data": "llmforge data inspect my-data.jsonl --model tiny-llama --max-length 512 --out inspect/",
+    "sweep": "llmforge sweep configs/sweeps/tiny-sft-lora.yaml     # then: --status",
+    "serve": "llmforge serve runs/tiny-rlhf/sft runs/tiny-rlhf/dpo runs/tiny-rlhf/ppo --port 8000",
     "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
     "eval": "llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=9\n"
             "  llmforge eval runs/tiny-rlhf/dpo --against runs/tiny-rlhf/sft --judge runs/tiny-rlhf/rm "
@@ -330,9 +363,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench = command("bench", _bench, "measure speed and memory of every stage, side by side with plain TRL, "
                     "a plain PyTorch loop and this device's matmul ceiling")
     bench.add_argument("--quick", action="store_true", help="the small CPU workload (under 5 minutes on a CPU)")
-    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,scaling,online (default: all)")
+    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,scaling,online,serve,curate (default: all)")
     bench.add_argument("--steps", type=int, help="steps per workload (default: by mode; half are warm-up)")
     bench.add_argument("--json", help="also write every figure to this JSON file")
+    srv = command("serve", _serve, "serve models over OpenAI's HTTP API (chat and text completions, streamed), "
+                  "with a chat page at / that compares two models side by side")
+    srv.add_argument("models", nargs="+", metavar="MODEL",
+                     help="run folder, LoRA run, HF folder, hub id or preset; NAME=MODEL names it (LoRA runs on "
+                          "one base share one copy of it)")
+    srv.add_argument("--name", action="append", default=[], metavar="NAME=MODEL", help="serve MODEL as NAME")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--api-key", help="require `Authorization: Bearer KEY` on the API (default: env "
+                     "LLMFORGE_API_KEY, else none)")
+    srv.add_argument("--votes", default="votes.jsonl", help="JSONL file the chat page's side-by-side votes are "
+                     "appended to, as preference rows (default votes.jsonl)")
+    srv.add_argument("--max-batch-size", type=int, default=32, help="completions decoded together (default 32)")
+    srv.add_argument("--max-queue", type=int, default=256,
+                     help="completions waiting at most; more get HTTP 429 with Retry-After (default 256)")
+    sweep = command("sweep", _sweep, "search hyperparameters with Optuna: every trial an ordinary run of a recipe "
+                    "or pipeline; several processes can share one study; run it again to resume")
+    sweep.add_argument("sweep", help="sweep YAML: base, space, objective, budget, sampler, pruner, storage")
+    sweep.add_argument("--status", action="store_true", help="print the table of trials so far, run nothing")
+    data = command("data", lambda a: a.data_parser.error("name a subcommand (inspect)"), "look at datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", help="inspect: what a dataset holds")
+    data.set_defaults(data_parser=data)
+    inspect = data_sub.add_parser("inspect", help="rows, format, lengths per role, duplicates, empty answers",
+                                  description="what a dataset holds: rows, format, length distributions per role "
+                                  "(tokens with --model), turns, empty answers, exact and near duplicates",
+                                  formatter_class=formatter)
+    inspect.set_defaults(func=_data_inspect)
+    inspect.add_argument("sources", nargs="+", metavar="SOURCE",
+                         help="a local file or folder, a built-in (NAME or NAME:SPLIT) or a hub dataset")
+    inspect.add_argument("--format", help="row format, when it cannot be read off the columns")
+    inspect.add_argument("--model", help="count tokens with this model's tokenizer")
+    inspect.add_argument("--max-length", type=int, help="with --model: report the share of rows over this")
+    inspect.add_argument("--out", help="also write report.md, report.html and PNG histograms here")
     models = command("models", _models, "list model presets and local runs")
     models.add_argument("--runs", default="runs", help="folder to search for runs (default: runs)")
     command("datasets", _datasets, "list built-in datasets and data formats")

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from llmforge.bench.workloads import (
 )
 
 log = logging.getLogger("llmforge")
-GROUPS = ("stages", "features", "overhead", "scaling", "online")
+GROUPS = ("stages", "features", "overhead", "scaling", "online", "serve", "curate")
 PPO_PROMPTS, PPO_SAMPLES, PPO_NEW_TOKENS = 16, 4, 32
 
 
@@ -94,31 +94,48 @@ def save_initial_model(size: Size, folder: Path) -> Path:
     return out
 
 
-def overhead_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
+OVERHEAD_REPEATS = 2  # each equal-settings run twice, interleaved; the faster of the two is kept
+
+
+def overhead_rows(size: Size, folder: Path, init: Path, extended: bool = True) -> list[dict[str, Any]]:
     """llmforge's SFT, RM and DPO against the plain TRL scripts (and SFT against a plain loop) at equal settings,
-    then llmforge's defaults against TRL's defaults (SFT, LoRA SFT)."""
+    then llmforge's defaults against TRL's defaults (SFT, LoRA SFT).
+
+    The equal-settings runs decide a +-3% claim, so they get at least 30 steps and run OVERHEAD_REPEATS times
+    in turn (llmforge, TRL, loop, llmforge, ...), each side keeping its fastest median step: a burst of other
+    work on the machine then slows one repetition, not one side. `extended=False` (steps set by hand): once,
+    at the given steps."""
     chat, pairs, runs = str(chat_file(folder)), str(pairs_file(folder)), folder / "runs"
-    same = overhead_recipe(size, folder)
+    equal = replace(size, steps=max(size.steps, 30), warmup=max(size.warmup, 5)) if extended else size
+    same = overhead_recipe(equal, folder)
     same["model"] = {"name": str(init)}
-    defaults = {**same, "output_dir": str(runs / "defaults-llmforge"), "data": {**same["data"], "packing": "auto"}}
+    defaults = overhead_recipe(size, folder)
+    defaults.update(model={"name": str(init)}, output_dir=str(runs / "defaults-llmforge"),
+                    data={**defaults["data"], "packing": "auto"})
     lora = {**defaults, "output_dir": str(runs / "lora-llmforge"), "adapter": {"type": "lora", "r": 16, "alpha": 32,
                                                                              "target_modules": "all-linear"}}
     pair_source = [{"path": pairs, "format": "preference"}]
-    rm = base_recipe("rm", size, runs / "overhead-rm", pair_source, model={"name": str(init)}, rm={"stats_samples": 8})
-    dpo = base_recipe("dpo", size, runs / "overhead-dpo", pair_source, model={"name": str(init)})
+    rm = base_recipe("rm", equal, runs / "overhead-rm", pair_source, model={"name": str(init)},
+                     rm={"stats_samples": 8})
+    dpo = base_recipe("dpo", equal, runs / "overhead-dpo", pair_source, model={"name": str(init)})
 
-    def trl(kind: str, name: str, data: str, **extra: Any) -> dict[str, Any]:
-        return _spec(name, kind, size, model=str(init), data=data, out=str(runs / name.replace(" ", "-")), **extra)
+    def trl(kind: str, name: str, data: str, at: Size = size, **extra: Any) -> dict[str, Any]:
+        return _spec(name, kind, at, model=str(init), data=data, out=str(runs / name.replace(" ", "-")), **extra)
 
-    specs = [
-        ("llmforge sft", "sft", "padded batches, no checkpointing", _spec("llmforge sft", "recipe", size, recipe=same)),
-        ("trl SFTTrainer", "sft", "plain script, same settings", trl("trl_sft", "trl sft", chat, own_defaults=False)),
-        ("plain pytorch loop", "sft", "no Trainer", _spec("plain loop", "plain_loop", size, model=str(init), data=chat,
-                                                          out=str(runs / "plain"))),
-        ("llmforge rm", "rm", "full reward model, same pairs", _spec("llmforge rm", "recipe", size, recipe=rm)),
-        ("trl RewardTrainer", "rm", "plain script, same settings", trl("trl_reward", "trl rm", pairs)),
-        ("llmforge dpo", "dpo", "sigmoid, beta 0.1, frozen reference", _spec("llmforge dpo", "recipe", size, recipe=dpo)),
-        ("trl DPOTrainer", "dpo", "plain script, same settings", trl("trl_dpo", "trl dpo", pairs)),
+    equal_specs = [
+        ("llmforge sft", "sft", "padded batches, no checkpointing", _spec("llmforge sft", "recipe", equal,
+                                                                          recipe=same)),
+        ("trl SFTTrainer", "sft", "plain script, same settings", trl("trl_sft", "trl sft", chat, equal,
+                                                                     own_defaults=False)),
+        ("plain pytorch loop", "sft", "no Trainer", _spec("plain loop", "plain_loop", equal, model=str(init),
+                                                          data=chat, out=str(runs / "plain"))),
+        ("llmforge rm", "rm", "full reward model, same pairs", _spec("llmforge rm", "recipe", equal, recipe=rm)),
+        ("trl RewardTrainer", "rm", "plain script, same settings", trl("trl_reward", "trl rm", pairs, equal)),
+        ("llmforge dpo", "dpo", "sigmoid, beta 0.1, frozen reference", _spec("llmforge dpo", "recipe", equal,
+                                                                             recipe=dpo)),
+        ("trl DPOTrainer", "dpo", "plain script, same settings", trl("trl_dpo", "trl dpo", pairs, equal)),
+    ]
+    default_specs = [
         ("llmforge sft, its defaults", "defaults", "data.packing: auto",
          _spec("llmforge defaults", "recipe", size, recipe=defaults)),
         ("trl SFTTrainer, its defaults", "defaults", "no packing, gradient checkpointing on",
@@ -128,8 +145,19 @@ def overhead_rows(size: Size, folder: Path, init: Path) -> list[dict[str, Any]]:
         ("trl SFTTrainer + peft, its defaults", "defaults", "LoRA r=16 all-linear, no packing, gradient checkpointing on",
          trl("trl_sft", "trl lora", chat, own_defaults=True, lora=True)),
     ]
-    rows = []
-    for name, stage, note, spec in specs:
+    best: dict[str, dict[str, Any]] = {}
+    repeats = OVERHEAD_REPEATS if extended else 1
+    for repeat in range(repeats):
+        for name, stage, note, spec in equal_specs:
+            log.info("bench: %s (%d of %d)", name, repeat + 1, repeats)
+            if "recipe" in spec:  # a finished run would only be reported again: start it over
+                shutil.rmtree(spec["recipe"]["output_dir"], ignore_errors=True)
+            rates = run_in_child(spec, folder / "workers")
+            if name not in best or rates["step_seconds"] < best[name]["step_seconds"]:
+                best[name] = {"name": name, "group": "overhead", "stage": stage, "note": note,
+                              "steps": equal.steps, **rates}
+    rows = [best[name] for name, *_ in equal_specs]
+    for name, stage, note, spec in default_specs:
         log.info("bench: %s", name)
         rows.append({"name": name, "group": "overhead", "stage": stage, "note": note,
                      **run_in_child(spec, folder / "workers")})
@@ -178,6 +206,33 @@ def online_rows(size: Size, folder: Path, init: Path, ceiling: float) -> list[di
     return rows
 
 
+CURATE_DOCUMENTS = 20_000
+
+
+def curate_rows(size: Size, folder: Path) -> list[dict[str, Any]]:
+    """The curate stage on the built-in corpus, one step added at a time (each row's cost over the one before
+    is that step's), then all steps on two worker processes."""
+    source = [{"name": "tinytext", "options": {"num_documents": CURATE_DOCUMENTS}}]
+    against = {"against": [{"name": "tinytext", "split": "test"}]}
+    variants = [
+        ("read, normalise, exact dedup", {"near_dedup": {"enabled": False}}),
+        ("+ near dedup (MinHash LSH, 128 permutations)", {}),
+        ("+ quality rules", {"quality": {}}),
+        ("+ decontamination (13-grams of 2,000 test rows)", {"quality": {}, "decontaminate": against}),
+        ("+ split (validation 5%)", {"quality": {}, "decontaminate": against, "split": {"validation": 0.05}}),
+        ("all of it, num_proc 2", {"quality": {}, "decontaminate": against, "split": {"validation": 0.05},
+                                   "num_proc": 2}),
+    ]
+    rows = []
+    for number, (name, options) in enumerate(variants):
+        recipe = {"stage": "curate", "output_dir": str(folder / "runs" / f"curate-{number}"),
+                  "model": {"name": size.model}, "data": {"train": source}, "curate": options}
+        log.info("bench: curate, %s", name)
+        rows.append({"name": name, "group": "curate", **run_in_child(_spec(f"curate {number}", "recipe", size,
+                                                                            recipe=recipe), folder / "workers")})
+    return rows
+
+
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The ratios the README and the targets are stated in, from rows measured in this one run."""
     by_name = {r["name"]: r for r in rows}
@@ -205,6 +260,12 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                                                                      "generation")
     if padded and continuous:
         found["ppo_continuous_vs_padded"] = continuous["completions_per_second"] / padded["completions_per_second"]
+    served = {r["clients"]: r for r in rows if r["group"] == "serve" and r["name"].startswith("llmforge serve")}
+    alone = by_name.get("one at a time (llmforge generate's path)")
+    if alone and served:
+        top = max(served)
+        found["serve_concurrent_vs_one_at_a_time"] = served[top]["tokens_per_second"] / alone["tokens_per_second"]
+        found["serve_errors"] = sum(r["errors"] for r in served.values())
     scaling = [r for r in rows if r["group"] == "scaling" and r["processes"] > 1 and "efficiency" in r]
     if scaling:
         found["ddp_efficiency"] = scaling[0]["efficiency"]
@@ -231,11 +292,17 @@ def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = G
     if "features" in groups:
         result["rows"] += [measure(w, size, ceiling, folder) for w in feature_workloads(size, folder)]
     if "overhead" in groups:
-        result["rows"] += overhead_rows(size, folder, init)
+        result["rows"] += overhead_rows(size, folder, init, extended=steps is None)
     if "scaling" in groups:
         result["rows"] += scaling_rows(size, folder, ceiling)
     if "online" in groups:
         result["rows"] += online_rows(size, folder, init, ceiling)
+    if "serve" in groups:
+        from llmforge.bench.serving import serve_rows
+
+        result["rows"] += serve_rows(init)
+    if "curate" in groups:
+        result["rows"] += curate_rows(size, folder)
     result.update(summary(result["rows"]))
     shutil.rmtree(folder / "runs", ignore_errors=True)
     result["memory"] = "peak allocated on the GPU" if on_gpu else "peak resident set of the workload's process"

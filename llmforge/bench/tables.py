@@ -38,7 +38,7 @@ def _versus(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 SUMMARY_KEYS = ("sft_default_vs_best_option", "sft_best_option", "llmforge_vs_trl", "llmforge_vs_plain_loop",
-                "ppo_continuous_vs_padded", "ddp_efficiency")
+                "ppo_continuous_vs_padded", "ddp_efficiency", "serve_concurrent_vs_one_at_a_time", "serve_errors")
 
 
 def render(result: dict[str, Any]) -> str:
@@ -78,6 +78,21 @@ def render(result: dict[str, Any]) -> str:
             ["trainer", "what", "completions/s", "prompts/s", "generation share", "step (s)", "peak memory (MiB)"],
             [[r["name"], r["note"], _f(r.get("completions_per_second"), 1), _f(r.get("prompts_per_second"), 1),
               _f(r.get("generation_share"), 2), _f(r["step_seconds"], 3), _f(r.get("peak_mib"))] for r in online])
+    serve = [r for r in rows if r["group"] == "serve"]
+    if serve:
+        lines += [f"Serving (a real `llmforge serve` on 127.0.0.1, streamed completions of {serve[0]['new_tokens']} "
+                  "sampled tokens; clients send one request after another):", ""] + _table(
+            ["load", "requests", "errors", "requests/s", "generated tokens/s", "latency p50 / p95 (s)",
+             "time to first token p50 / p95 (s)"],
+            [[r["name"], _f(r["requests"]), _f(r["errors"]), _f(r["requests_per_second"], 2),
+              _f(r["tokens_per_second"]), f"{_f(r['latency_p50'], 2)} / {_f(r['latency_p95'], 2)}",
+              f"{_f(r.get('ttft_p50'), 3)} / {_f(r.get('ttft_p95'), 3)}"] for r in serve])
+    curate = [r for r in rows if r["group"] == "curate"]
+    if curate:
+        lines += [f"Curating the built-in corpus ({_f(curate[0]['rows_in'])} documents), one step added at a time:",
+                  ""] + _table(["steps", "rows/s", "seconds", "rows kept", "peak memory (MiB)"],
+                               [[r["name"], _f(r["rows_per_second"]), _f(r["seconds"], 1), _f(r["rows_out"]),
+                                 _f(r.get("peak_mib"))] for r in curate])
     found = {key: result[key] for key in SUMMARY_KEYS if key in result}
     if found:
         lines += ["Summary ratios (this run):", "", *(f"- {key}: {_summary(value)}" for key, value in found.items()), ""]

@@ -23,6 +23,12 @@ def run_spec(spec: dict[str, Any]) -> dict[str, float]:
 
     size = Size(**spec["size"])
     kind = spec["kind"]
+    if kind == "recipe" and spec["recipe"]["stage"] == "curate":  # a dataset stage: rows, not steps
+        from llmforge.registry.runs import read_run_info
+
+        final = read_run_info(run_recipe(spec["recipe"]))["final_metrics"]
+        return {"rows_per_second": final["rows_per_second"], "rows_in": final["rows_in"],
+                "rows_out": final["rows_out"], "seconds": final["train_wall_seconds"]}
     if kind == "recipe":
         return steady_rates(run_recipe(spec["recipe"]), size.warmup)
     if kind not in ("trl_sft", "trl_reward", "trl_dpo", "plain_loop", "trl_online"):

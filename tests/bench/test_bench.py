@@ -97,10 +97,30 @@ def test_summary_ratios_by_hand():
              "completions_per_second": 64.0},
             {"name": "llmforge ppo, continuous generation", "group": "online", "step_seconds": 2.0,
              "completions_per_second": 32.0},
-            {"name": "2 processes", "group": "scaling", "processes": 2, "efficiency": 0.8, "step_seconds": 1.0}]
+            {"name": "2 processes", "group": "scaling", "processes": 2, "efficiency": 0.8, "step_seconds": 1.0},
+            {"name": "llmforge serve, 1 concurrent client", "group": "serve", "clients": 1, "errors": 0,
+             "tokens_per_second": 100.0},
+            {"name": "llmforge serve, 16 concurrent clients", "group": "serve", "clients": 16, "errors": 1,
+             "tokens_per_second": 450.0},
+            {"name": "one at a time (llmforge generate's path)", "group": "serve", "clients": 1, "errors": 0,
+             "tokens_per_second": 150.0}]
     found = summary(rows)
     # eager attention is a speed setting, not a way of batching: it does not count as an option
     assert found["sft_default_vs_best_option"] == 0.9 and found["sft_best_option"] == "grouped"
     assert found["llmforge_vs_trl"] == {"sft": 0.52 / 0.50}
     assert found["llmforge_vs_plain_loop"] == {"sft": 0.48 / 0.50}
     assert found["ppo_continuous_vs_padded"] == 0.5 and found["ddp_efficiency"] == 0.8
+    assert found["serve_concurrent_vs_one_at_a_time"] == 3.0 and found["serve_errors"] == 1
+
+
+def test_serve_benchmark_runs_a_real_server(tmp_path):
+    """`--only serve` end to end: a real server under 1, 4 and 16 clients, every request answered, and the
+    one-at-a-time path beside it (figures in README, not asserted)."""
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "--quick", "--only", "serve", "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    rows = [r for r in figures["rows"] if r["group"] == "serve"]
+    assert [r["clients"] for r in rows] == [1, 4, 16, 1] and figures["serve_errors"] == 0
+    assert all(r["tokens_per_second"] > 0 and r["latency_p95"] >= r["latency_p50"] for r in rows)
+    assert "| llmforge serve, 16 concurrent clients |" in result.stdout
