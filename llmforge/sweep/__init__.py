@@ -15,7 +15,7 @@ def run_sweep(path: str, status: bool = False) -> list[str]:
     import optuna
 
     from llmforge.sweep.results import table, write_results
-    from llmforge.sweep.spec import load_sweep
+    from llmforge.sweep.spec import base_values, load_sweep
     from llmforge.sweep.study import TrialFailed, budget_spent, fail_orphans, open_study, run_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -30,6 +30,8 @@ def run_sweep(path: str, status: bool = False) -> list[str]:
         raise UserError(f"{path}: set budget.n_trials or budget.timeout (or both).")
     study = open_study(spec, folder)
     fail_orphans(study, spec)
+    if spec.start_from_base and not study.trials and (values := base_values(spec, base, pipeline)):
+        study.enqueue_trial(values, user_attrs={"base": True}, skip_if_exists=True)
     n_trials = spec.budget.n_trials
 
     def enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

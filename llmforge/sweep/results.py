@@ -31,7 +31,8 @@ def table(study: optuna.Study, spec: SweepSpec) -> str:
             continue
         values = t.values or [None] * len(names)
         note = t.user_attrs.get("error") or (f"retry of trial {t.user_attrs['retry_of']}" if "retry_of" in
-                                              t.user_attrs else "")
+                                              t.user_attrs else "the base recipe's values" if t.user_attrs.get(
+                                                  "base") else "")
         if t.state == optuna.trial.TrialState.PRUNED and t.last_step is not None:
             note = f"pruned at step {t.last_step}"
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(

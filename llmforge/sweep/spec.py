@@ -81,6 +81,8 @@ class SweepSpec(Section):
     storage: str | None = Field(None, description="default sqlite in output_dir; 'journal' for a journal file "
                                 "(shared file systems); or a database URL")
     study_name: str = "llmforge"
+    start_from_base: bool = Field(True, description="the first trial runs the base's own values of the searched "
+                                  "keys, so the table shows what the search gained over them")
     retry_interrupted: bool = Field(True, description="a trial whose process died (SIGKILL, a lost node) runs "
                                     "again in its own folder, resuming from its checkpoint; false: it stays failed")
 
@@ -120,6 +122,27 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Path, bool]:
         sample = parameter.choices[0] if parameter.type == "categorical" else parameter.low
         check(base, pipeline, [*spec.overrides, override(key, sample)], f"{path}: space.{key}")
     return spec, base, pipeline
+
+
+def base_values(spec: SweepSpec, base: Path, pipeline: bool) -> dict[str, Any] | None:
+    """The base recipe's own values of the searched keys (None for a pipeline base, or a value the space
+    cannot hold)."""
+    if pipeline:
+        return None
+    from llmforge.config import load_config
+
+    tree = load_config(base, spec.overrides).model_dump()
+    values = {}
+    for key, parameter in spec.space.items():
+        value: Any = tree
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        inside = value in (parameter.choices or []) if parameter.type == "categorical" else (
+            isinstance(value, (int, float)) and parameter.low <= value <= parameter.high)
+        if not inside:
+            return None
+        values[key] = value
+    return values
 
 
 def override(key: str, value: Any) -> str:

@@ -144,8 +144,8 @@ def test_emptied_result_and_failing_on_malformed_rows(tmp_path, injected):
 
 def test_sigkill_mid_run_then_rerun_writes_the_same_bytes(tmp_path):
     base = {"stage": "curate", "model": {"name": "tiny-llama"},
-            "data": {"train": [{"name": "tinytext", "options": {"num_documents": 12000}}]},
-            "curate": {"shard_rows": 800, "split": {"validation": 0.05}}}
+            "data": {"train": [{"name": "tinytext", "options": {"num_documents": 8000}}]},
+            "curate": {"shard_rows": 500, "split": {"validation": 0.05}}}
     whole = run_cli("train", str(write_recipe(tmp_path, "a.yaml", base=base, output_dir=str(tmp_path / "a"))))
     assert whole.returncode == 0, whole.stderr[-2000:]
     recipe = write_recipe(tmp_path, "b.yaml", base=base, output_dir=str(tmp_path / "b"))
@@ -174,9 +174,11 @@ def test_a_curated_dataset_trains_with_lineage_to_the_raw_file(tmp_path, injecte
     lineage = run_cli("lineage", str(tmp_path / "pre"))
     assert "<- data: " in lineage.stdout and "[curate, completed" in lineage.stdout
     assert "train.jsonl" in lineage.stdout
-    missing = run_cli("train", str(sft), "data.eval=[{path: " + str(tmp_path / "cur") + ", split: test}]",
-                      f"output_dir={tmp_path / 'pre2'}")
-    assert missing.returncode == 2 and "has no 'test' split (it has: train, validation)" in missing.stderr
+    from llmforge.data.sources import dataset_folder
+    from llmforge.errors import UserError
+
+    with pytest.raises(UserError, match=r"has no 'test' split \(it has: train, validation\)"):
+        dataset_folder(tmp_path / "cur", "test", "data source")
 
 
 def test_data_inspect_reports_duplicates(tmp_path, injected):
