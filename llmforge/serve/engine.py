@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from llmforge.rl.core import left_pad, position_ids
+
 log = logging.getLogger("llmforge")
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -152,14 +154,9 @@ class BatchingEngine:
 
         if self.on_batch:
             self.on_batch(len(batch))
-        width = max(len(r.prompt) for r in batch)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, request in enumerate(batch):
-            ids[row, width - len(request.prompt):] = torch.tensor(request.prompt)
-            mask[row, width - len(request.prompt):] = 1
+        ids, mask = left_pad([r.prompt for r in batch], self.pad_id)
         ids, mask = ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = position_ids(mask)
         generators = [_generator(r.sampling.seed) for r in batch]
         cache = DynamicCache(config=self.model.config)
         active = list(range(len(batch)))

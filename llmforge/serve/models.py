@@ -75,12 +75,6 @@ def _same(a: str, b: str) -> bool:
         return a == b
 
 
-def _base_location(model: str) -> str:
-    """Where a non-adapter MODEL's weights live, so an adapter's recorded base can be matched to it."""
-    source = resolve_source(model)
-    return source.location
-
-
 def load_served(pairs: list[tuple[str, str]], device: str, engine_options: dict[str, Any]) -> dict[str, Served]:
     """Load every model once (adapters onto their shared base) and start one engine per copy."""
     import time
@@ -124,7 +118,7 @@ def load_served(pairs: list[tuple[str, str]], device: str, engine_options: dict[
             argument = dict(pairs)[name]
             served[name] = Served(name, argument, loaded, engine, name, context, created)
         for name, model_arg in pairs:  # the base itself, when it is served too
-            if not adapters[name] and _same(_base_location(model_arg), base):
+            if not adapters[name] and _same(resolve_source(model_arg).location, base):
                 served[name] = Served(name, model_arg, loaded, engine, None, context, created)
     for name, model_arg in pairs:
         if name in served:
