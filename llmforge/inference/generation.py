@@ -17,6 +17,7 @@ from llmforge.data.chat import encode_prompt
 from llmforge.data.formats import Message
 from llmforge.inference.loading import stops_of
 from llmforge.registry import LoadedModel
+from llmforge.rl.core import left_pad
 
 
 def sampling_kwargs(temperature: float, top_p: float) -> dict[str, Any]:
@@ -39,13 +40,9 @@ def generate_ids(loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: 
                  temperature: float = 0.0, top_p: float = 1.0) -> list[list[int]]:
     """Completions (token ids, stop token excluded) for already-encoded prompts, one batch."""
     model, tokenizer = loaded.model, loaded.tokenizer
-    width = max(len(p) for p in prompts)
     pad = tokenizer.pad_token_id
-    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        attention[row, width - len(ids):] = 1
+    input_ids, attention = left_pad(prompts, pad)
+    width = input_ids.shape[1]
     stops = stops_of(loaded)
     out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device),
                          max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad,
