@@ -122,23 +122,9 @@ def _slurm(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import json
+    from llmforge.commands.eval import run
 
-    from pydantic import ValidationError
-
-    from llmforge.config.loader import parse_override
-    from llmforge.config.schema import DataSource
-    from llmforge.eval import evaluate
-
-    options = {".".join(key): value for key, value in map(parse_override, args.options)}
-    try:
-        source = DataSource(name=args.dataset, path=args.path, format=args.format, split=args.split,
-                            max_samples=args.max_samples, options=options)
-    except ValidationError as exc:
-        raise UserError(f"eval data: {exc.errors()[0]['msg']}") from None
-    print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
-                              judge=args.judge)))
-    return EXIT_OK
+    return run(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -275,9 +261,6 @@ EXAMPLES = {
     "sweep": "llmforge sweep configs/sweeps/tiny-sft-lora.yaml     # then: --status",
     "serve": "llmforge serve runs/tiny-rlhf/sft runs/tiny-rlhf/dpo runs/tiny-rlhf/ppo --port 8000",
     "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
-    "eval": "llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=9\n"
-            "  llmforge eval runs/tiny-rlhf/dpo --against runs/tiny-rlhf/sft --judge runs/tiny-rlhf/rm "
-            "--dataset arithmetic-prompts --options max_operand=9",
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
     "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online",
@@ -337,19 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat = command("chat", _chat, "talk to a model in the terminal, answers streamed as they are generated")
     sampling(chat)
     chat.add_argument("--system", help="a system prompt")
-    ev = command("eval", _eval, "score a model on a dataset: accuracy (prompt rows), loss/perplexity, reward-model "
-                 "pair accuracy (preference rows), or win-rate against another model (--against, --judge)")
-    ev.add_argument("model", help="run folder, LoRA run folder, HF folder, hub id or preset")
-    ev.add_argument("--dataset", help="a built-in or hub dataset name")
-    ev.add_argument("--path", help="a local data file or folder")
-    ev.add_argument("--format", help="row format of --path (text, alpaca, sharegpt, messages, preference, prompt)")
-    ev.add_argument("--against", help="baseline model: report the win-rate of MODEL against it")
-    ev.add_argument("--judge", help="reward model that judges the win-rate (an rm run)")
-    ev.add_argument("--split", default="test", help="split to read (default: test)")
-    ev.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="options of a built-in dataset, as a recipe's data options (e.g. max_operand=9)")
-    ev.add_argument("--max-samples", type=int, help="score only the first N rows")
-    ev.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")
+    from llmforge.commands.eval import EXAMPLE, add_arguments
+
+    EXAMPLES["eval"] = EXAMPLE
+    add_arguments(command("eval", _eval, "score a model: on a dataset (accuracy, loss/perplexity, reward-model "
+                          "pair accuracy, win-rate with --against/--judge), on lm-eval tasks (--tasks), or "
+                          "on the safety probe (--safety)"))
     exp = command("export", _export, "write a plain HF folder (LoRA merged, stop tokens kept) that transformers "
                   "and vLLM load")
     exp.add_argument("model", help="run folder, LoRA run folder, HF folder or hub id")
@@ -409,6 +385,8 @@ def _quiet_libraries(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="[llmforge] %(message)s", stream=sys.stderr)
     for name in ("transformers", "datasets", "accelerate", "torch", "DeepSpeed", "mlflow", "alembic", "httpx"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    # lm-eval warns that a model passed as an object ignores its loading options: that is how llmforge passes it
+    logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from llmforge.engine.console import quiet
 

@@ -27,7 +27,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # runs), so it is built once: every test on the session's trained models (one group, so only one worker trains
 # with two threads at a time), and each module whose tests share module-scoped fixtures (and what they leave
 # in them). xdist's groups need pytest < 9 (pyproject.toml).
-TRAINED = {"pretrained", "sft_full", "sft_mid", "sft_short"}
+TRAINED = {"pretrained", "sft_full", "sft_mid", "sft_short", "sft_lora"}
 
 # The longest groups first, so that the two workers end together (the rest fills in behind them).
 FIRST = ("trained", "tests.distributed.test_launch")
@@ -109,3 +109,9 @@ def sft_mid(pretrained, tmp_path_factory) -> Path:
     beat it on held-out exact match."""
     return _sft_of(pretrained, tmp_path_factory.mktemp("sft-mid"), train={"max_steps": 150})
 
+
+
+@pytest.fixture(scope="session")
+def sft_lora(pretrained, tmp_path_factory) -> Path:
+    """LoRA SFT of it (r 16, 300 steps, ~1 min): the adapter of the LoRA tests."""
+    return _sft_of(pretrained, tmp_path_factory.mktemp("sft-lora"), adapter={"type": "lora", "r": 16, "alpha": 32})

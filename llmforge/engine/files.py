@@ -60,10 +60,10 @@ def remove_dir(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """sha256 over the files of a folder (names and bytes), in name order."""
+def folder_fingerprint(folder: Path, skip: tuple[str, ...] = ()) -> str:
+    """sha256 over the files of a folder (names and bytes), in name order; top-level entries in `skip` left out."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] not in skip):
         digest.update(str(file.relative_to(folder)).encode())
         with file.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

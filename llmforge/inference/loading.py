@@ -8,9 +8,12 @@ from llmforge.registry import LoadedModel, load_model
 from llmforge.registry.folders import stop_token_ids
 
 
-def load_for_inference(name: str, dtype: str = "auto", trust_remote_code: bool = False) -> LoadedModel:
-    """A run folder, LoRA run, HF folder, hub id or preset, ready to generate (adapters merged)."""
-    loaded = load_model(ModelConfig(name=name, dtype=dtype, trust_remote_code=trust_remote_code))
+def load_for_inference(name: str, dtype: str = "auto", trust_remote_code: bool = False,
+                       merge_adapter: bool = True) -> LoadedModel:
+    """A run folder, LoRA run, HF folder, hub id or preset, ready to generate (an adapter merged into its base,
+    or attached through peft with `merge_adapter=False`)."""
+    loaded = load_model(ModelConfig(name=name, dtype=dtype, trust_remote_code=trust_remote_code),
+                        merge_adapter=merge_adapter)
     device = current_device()
     loaded.model.to(device=device, dtype=inference_dtype(dtype, device)).eval()
     return loaded

@@ -17,11 +17,11 @@ from typing import Any
 
 from llmforge.config.stages import spec_for
 from llmforge.data.sources import load_source
-from llmforge.engine.files import atomic_write_json
 from llmforge.eval import prompt_items
 from llmforge.eval.compare import judge_answers
 from llmforge.eval.divergence import sampled_kl
 from llmforge.eval.exact_match import exact_match
+from llmforge.eval.kept import keep, kept
 from llmforge.inference import generate, load_for_inference
 from llmforge.pipeline.spec import PipelineEvaluation, PipelineStage
 from llmforge.registry.runs import read_run_info
@@ -140,13 +140,7 @@ def evaluate_cached(stage: PipelineStage, parent: PipelineStage | None, judge: P
            "parent": fingerprint(parent.config.output_dir) if parent else None,
            "judge": fingerprint(judge)}
     path = folder / f"{stage.name}.json"
-    if path.is_file():
-        import json
-
-        saved = json.loads(path.read_text())
-        if saved.get("made_from") == key:
-            return saved
+    if (saved := kept(path, key, needs=None)) is not None:
+        return saved
     log.info("Evaluating stage '%s'.", stage.name)
-    result = {**evaluate(stage, parent, judge, options), "made_from": key}
-    atomic_write_json(path, result)
-    return result
+    return keep(path, evaluate(stage, parent, judge, options), key)

@@ -5,7 +5,8 @@ still has the fingerprint it had then. A stale stage's old output is set aside (
 generation kept, as OUTPUT.superseded) and the stage runs again; the stages after it
 then see a new parent fingerprint and run again too. Each stage's resolved recipe is
 written to output_dir/recipes/NAME.yaml, which is also what a multi-process stage is
-launched with. After each stage the pipeline evaluates it (pipeline/evaluation.py) and
+launched with. After each stage the pipeline evaluates it (pipeline/evaluation.py), measures its
+lm-eval tasks and safety probe when the recipe asks (pipeline/retention.py, the base model first), and
 rewrites output_dir/report.md and report.html, so the report always covers what is done.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED, Stopped
 from llmforge.engine.run_record import changes_since
 from llmforge.engine.tracking import PipelineGroup
 from llmforge.errors import UserError
+from llmforge.pipeline import retention
 from llmforge.pipeline.evaluation import evaluate_cached
 from llmforge.pipeline.plan import describe_plan
 from llmforge.pipeline.spec import Pipeline, PipelineStage
@@ -108,6 +111,7 @@ def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
             capabilities.check(stage.config)
         except UserError as exc:
             raise UserError(f"stage '{stage.name}': {exc}") from None
+    retention.check_tasks(pipeline.evaluation)
     root = pipeline.output_dir
     (root / "recipes").mkdir(parents=True, exist_ok=True)
     trackers = {name for stage in pipeline.stages for name in stage.config.logging.report_to}
@@ -125,6 +129,12 @@ def _run_stages(pipeline: Pipeline, root: Path, group: PipelineGroup) -> list[di
     summary: list[dict[str, Any]] = []
     evaluations: dict[str, dict[str, Any]] = {}
     plots: dict[str, list[Path]] = {}
+    measured: list[retention.Measured] = []
+    benchmarks = retention.wanted(pipeline.evaluation)
+    base = retention.base_model(pipeline) if benchmarks else None
+    if base is not None:
+        measured.append(retention.measure(retention.BASE, base, None, retention.base_folder(base, root),
+                                          pipeline.evaluation))
     for index, stage in enumerate(pipeline.stages):
         output = Path(stage.config.output_dir)
         recipe = root / "recipes" / f"{stage.name}.yaml"
@@ -150,8 +160,14 @@ def _run_stages(pipeline: Pipeline, root: Path, group: PipelineGroup) -> list[di
         evaluations[stage.name] = evaluate_cached(
             stage, parent_of(stage, earlier), judge_for(stage, earlier, pipeline.evaluation.judge),
             pipeline.evaluation, root / "evals")
+        if benchmarks and retention.is_language_model(stage):
+            parent = parent_of(stage, earlier)
+            measured.append(retention.measure(stage.name, str(output), parent.name if parent else (
+                retention.BASE if base else None), output / "evals", pipeline.evaluation))
         plots[stage.name] = plot_stage(root, stage.name, output)
-        atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary})
-        report = write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots)
+        atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary,
+                                              "retention": [asdict(row) for row in measured]})
+        report = write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots,
+                              retention.blocks(measured, pipeline.evaluation.retention_threshold))
     group.report([*report, *(path for paths in plots.values() for path in paths)])
     return summary

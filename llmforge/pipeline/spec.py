@@ -5,6 +5,9 @@
     evaluation:                         # optional: how each stage is evaluated for the report
       prompts: [{name: arithmetic-prompts, split: test}]   # default: each stage's own held-out prompts
       judge: rm                         # default: the latest rm stage before the one judged
+      tasks: [llmforge_arithmetic_choice, llmforge_story]   # lm-eval tasks on the base and after each stage
+      retention_threshold: 0.05         # flag a task whose headline metric drops more than this
+      safety: true                      # the refusal probe after each stage (or {prompts: FILE, judge: MODEL})
     stages:
       sft: {extends: ../sft/tiny-full.yaml}
       rm:  {extends: ../rm/tiny.yaml, model: {name: "${sft.output}"}}
@@ -18,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -31,13 +34,37 @@ REFERENCE = re.compile(r"\$\{([^}]*)\}")
 TOP_KEYS = ("output_dir", "defaults", "evaluation", "stages")
 
 
+class SafetyProbe(Section):
+    """The refusal probe: adversarial requests answered by each stage's model (eval/safety.py)."""
+
+    prompts: str | None = Field(None, description="a jsonl file of requests (`prompt`, optional `category`); "
+                                "default: the 40 shipped ones")
+    judge: str | None = Field(None, description="a model asked whether each answer refuses; default: refusal "
+                              "phrases")
+    max_new_tokens: int = Field(64, ge=1)
+
+
 class PipelineEvaluation(Section):
-    """The report's measurements: the same held-out prompts and judge for every stage, when set."""
+    """The report's measurements: the same held-out prompts and judge for every stage, when set; lm-eval tasks
+    and the safety probe on the base model and after each stage (pipeline/retention.py)."""
 
     prompts: list[DataSource] = Field(default_factory=list)
     judge: str | None = None
     max_prompts: int = Field(200, ge=1)
     max_new_tokens: int = Field(64, ge=1)
+    tasks: list[str] = Field(default_factory=list, description="lm-eval task names measured on every model")
+    task_paths: list[str] = Field(default_factory=list, description="folders of your own lm-eval task YAML")
+    limit: float | None = Field(None, gt=0, description="rows per task (below 1: a share)")
+    num_fewshot: int | None = Field(None, ge=0)
+    chat: Literal["auto", "on", "off"] = "auto"
+    retention_threshold: float = Field(0.05, ge=0, description="a drop of a task's headline metric beyond this, "
+                                       "against the base or the stage started from, is flagged")
+    safety: bool | SafetyProbe = False
+
+    def safety_probe(self) -> SafetyProbe | None:
+        if self.safety is True:
+            return SafetyProbe()
+        return self.safety or None
 
 
 @dataclass

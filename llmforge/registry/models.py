@@ -131,9 +131,10 @@ def preset_config(preset: Preset, tokenizer: Any, overrides: dict[str, Any]) -> 
 
 
 def load_model(
-    cfg: ModelConfig, auto_class: Any = AutoModelForCausalLM, **model_kwargs: Any
+    cfg: ModelConfig, auto_class: Any = AutoModelForCausalLM, merge_adapter: bool = True, **model_kwargs: Any
 ) -> LoadedModel:
-    """Build or load the model named by `cfg.name` (seed the RNG first: presets are random-init)."""
+    """Build or load the model named by `cfg.name` (seed the RNG first: presets are random-init); an adapter
+    folder is merged into its base unless `merge_adapter` is False (then a PeftModel, frozen)."""
     source = resolve_source(cfg.name)
     dtype = resolve_dtype(cfg.dtype)
     if source.kind == "preset":
@@ -148,7 +149,7 @@ def load_model(
         raise UserError("model.config_overrides only applies to presets built from scratch; "
                         f"'{cfg.name}' is loaded with its own config.")
     if _is_adapter(source):
-        return _load_merged_adapter(cfg, source, auto_class, **model_kwargs)
+        return _load_adapter(cfg, source, auto_class, merge_adapter, **model_kwargs)
     config = _hub_call(AutoConfig.from_pretrained, source.location, cfg, what="config")
     family = family_for(config.model_type)
     tokenizer = load_tokenizer(source, cfg, family)
@@ -169,8 +170,9 @@ def _is_adapter(source: ModelSource) -> bool:
     return source.kind != "hub" and (Path(source.location) / ADAPTER_FILE).is_file()
 
 
-def _load_merged_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any, **model_kwargs: Any) -> LoadedModel:
-    """A PEFT adapter folder: load its base, apply the adapter, merge it in (a plain model again)."""
+def _load_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any, merge: bool,
+                  **model_kwargs: Any) -> LoadedModel:
+    """A PEFT adapter folder: load its base, apply the adapter, merge it in (a plain model again) or keep it."""
     from peft import PeftConfig, PeftModel
 
     base_name = adapter_base(Path(source.location))
@@ -183,11 +185,13 @@ def _load_merged_adapter(cfg: ModelConfig, source: ModelSource, auto_class: Any,
         # an SFT adapter under a new reward head (or the reverse): the LoRA weights sit on the shared
         # backbone, whose module names both heads share, so load them without the task-specific wrapper
         adapter.task_type = None
-    merged = PeftModel.from_pretrained(base.model, source.location, config=adapter).merge_and_unload()
-    merged.requires_grad_(True)  # peft froze the base to load the adapter; a plain model is trainable again
+    model = PeftModel.from_pretrained(base.model, source.location, config=adapter)
+    if merge:
+        model = model.merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base to load the adapter; a plain model is trainable again
     tokenizer = load_tokenizer(source, cfg, base.family) if (Path(source.location) / "tokenizer_config.json"
                                                               ).is_file() else base.tokenizer
-    return LoadedModel(model=merged, tokenizer=tokenizer, family=base.family, source=source)
+    return LoadedModel(model=model, tokenizer=tokenizer, family=base.family, source=source)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

@@ -65,7 +65,7 @@ def provenance() -> str:
 
 
 def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict], plots: dict[str, list[Path]],
-           root: Path) -> list[Block]:
+           root: Path, extra: list[Block] | None = None) -> list[Block]:
     out: list[Block] = [("h1", title), ("p", provenance())]
     rows = []
     for row in stages:
@@ -79,6 +79,7 @@ def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict
     out.append(("p", "Training time is the stage's own wall time (a skipped stage shows the run it kept). "
                      "Accuracy is greedy exact match on the stage's held-out prompts; win-rate is judged by the "
                      "pipeline's reward model (ties count half); KL is nats per completion, sampled."))
+    out += extra or []
     for row in stages:
         name, evaluation = row["name"], evaluations.get(row["name"], {})
         out.append(("h2", f"{name} ({row['stage']}) -> {row['output_dir']}"))
@@ -182,9 +183,10 @@ def plot_stage(root: Path, name: str, run: Path) -> list[Path]:
 
 
 def write_report(root: Path, title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict],
-                 plots: dict[str, list[Path]]) -> tuple[Path, Path]:
-    """Write root/report.md and root/report.html from the stage rows, evaluations and plots so far."""
-    doc = blocks(title, stages, evaluations, plots, root)
+                 plots: dict[str, list[Path]], extra: list[Block] | None = None) -> tuple[Path, Path]:
+    """Write root/report.md and root/report.html from the stage rows, evaluations, plots and any extra section
+    (the retention tables) so far."""
+    doc = blocks(title, stages, evaluations, plots, root, extra)
     md, page = root / "report.md", root / "report.html"
     atomic_write_text(md, to_markdown(doc))
     atomic_write_text(page, to_html(doc))

@@ -55,16 +55,9 @@ def test_full_sft_raises_held_out_accuracy(pretrained, sft_full):
     assert any("eval_accuracy" in line for line in lines) and metrics["eval_loss"] < 1.0
 
 
-@pytest.fixture(scope="module")
-def lora_run(pretrained, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lora")
-    recipe, outcome = _sft(folder, pretrained, **LORA)
-    return folder / "run", outcome
-
-
-def test_lora_sft_raises_held_out_accuracy_and_saves_an_adapter(lora_run, pretrained):
-    run, outcome = lora_run
-    assert outcome.metrics["eval_accuracy"] >= LORA_ACCURACY_BOUND
+def test_lora_sft_raises_held_out_accuracy_and_saves_an_adapter(sft_lora, pretrained):
+    run = sft_lora
+    assert json.loads((run / "run.json").read_text())["final_metrics"]["eval_accuracy"] >= LORA_ACCURACY_BOUND
     final = run / "final"
     assert (final / "adapter_model.safetensors").is_file() and not (final / "model.safetensors").exists()
     adapter = json.loads((final / "adapter_config.json").read_text())
@@ -73,8 +66,8 @@ def test_lora_sft_raises_held_out_accuracy_and_saves_an_adapter(lora_run, pretra
     assert info["model"]["adapter"] == "lora" and info["model"]["trainable_parameters"] == 149504
 
 
-def test_generate_and_chat_on_a_lora_run(lora_run):
-    run, _ = lora_run
+def test_generate_and_chat_on_a_lora_run(sft_lora):
+    run = sft_lora
     result = run_cli("generate", str(run), "--prompt", "What is 2 + 3?", "--max-new-tokens", "6")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip()
@@ -84,8 +77,8 @@ def test_generate_and_chat_on_a_lora_run(lora_run):
     assert chat.returncode == 0 and len(chat.stdout.strip().splitlines()) == 2
 
 
-def test_export_merges_lora_into_a_plain_hf_folder(lora_run, tmp_path):
-    run, _ = lora_run
+def test_export_merges_lora_into_a_plain_hf_folder(sft_lora, tmp_path):
+    run = sft_lora
     out = tmp_path / "exported"
     result = run_cli("export", str(run), str(out))
     assert result.returncode == 0, result.stderr[-2000:]
