@@ -24,7 +24,6 @@ from typing import Any
 
 import optuna
 
-from llmforge.errors import UserError
 from llmforge.sweep.spec import SweepSpec, override
 
 log = logging.getLogger("llmforge")
@@ -71,9 +70,6 @@ def pruner_of(spec: SweepSpec) -> optuna.pruners.BasePruner:
 def open_study(spec: SweepSpec, folder: Path, create: bool = True) -> optuna.Study:
     folder.mkdir(parents=True, exist_ok=True)
     directions = [o.direction for o in spec.objectives]
-    if spec.pruner.type != "none" and spec.pruner.direction and spec.pruner.direction != directions[0]:
-        raise UserError("pruner.direction must match the objective's: Optuna compares intermediate values the "
-                        "way it compares objectives.")
     # processes starting together would race to create the database's tables: one at a time (on this machine;
     # elsewhere the database server orders them)
     with (folder / ".study.lock").open("w") as lock:
@@ -186,9 +182,17 @@ def run_trial(trial: optuna.Trial, spec: SweepSpec, base: Path, pipeline: bool, 
     return result if len(result) > 1 else result[0]
 
 
+def pruner_sign(spec: SweepSpec) -> float:
+    """+1, or -1 when the pruner's metric improves the other way from the objective (eval_loss watched in a
+    study that maximizes accuracy): Optuna compares intermediate values in the objective's direction, so the
+    metric is reported negated."""
+    direction = spec.pruner.direction
+    return -1.0 if direction and direction != spec.objectives[0].direction else 1.0
+
+
 def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec) -> int | None:
     """Wait for the run, reporting the pruner's metric as the run logs it; the step it was pruned at, if so."""
-    metric, seen = spec.pruner.metric, 0
+    metric, seen, sign, reported = spec.pruner.metric, 0, pruner_sign(spec), 0
     while process.poll() is None:
         time.sleep(0.5)
         if spec.pruner.type == "none" or not (run_dir / "metrics.jsonl").is_file():
@@ -201,9 +205,14 @@ def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: 
                 break  # a line being written: read it next time
             seen += 1
             if isinstance(row.get(metric), (int, float)) and "step" in row:
-                trial.report(float(row[metric]), int(row["step"]))
+                trial.report(sign * float(row[metric]), int(row["step"]))
+                reported += 1
                 if trial.should_prune():
                     process.send_signal(signal.SIGTERM)  # the run checkpoints and stops (exit 75)
                     process.wait()
                     return int(row["step"])
+    if spec.pruner.type != "none" and process.returncode == 0 and reported < 2:
+        log.warning("The pruner saw %s %s time(s) in trial %d: it cannot stop a trial early on a metric the run "
+                    "logs only at its end. Watch one it logs at every evaluation (eval.every_steps), such as "
+                    "eval_loss with pruner.direction: minimize.", metric, reported, trial.number)
     return None

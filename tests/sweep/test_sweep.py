@@ -106,3 +106,18 @@ def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
     failed = trials[1.0e+9]
     assert failed.state == optuna.trial.TrialState.FAIL and "training loss nan" in failed.user_attrs["error"]
     assert "| fail |" in result.stdout and "best: trial" in result.stdout
+
+
+def test_a_pruner_watching_a_metric_that_improves_the_other_way_reports_it_negated():
+    from llmforge.sweep.spec import SweepSpec
+    from llmforge.sweep.study import pruner_sign
+
+    def spec(direction, pruner_direction):
+        return SweepSpec(base="b.yaml", output_dir="out", space={"train.lr": {"type": "float", "low": 1, "high": 2}},
+                         objective={"metric": "eval_accuracy", "direction": direction},
+                         pruner={"type": "median", "metric": "eval_loss", "direction": pruner_direction})
+
+    # a study maximizing accuracy, pruned on eval_loss: lower loss must look better to Optuna's median
+    assert pruner_sign(spec("maximize", "minimize")) == -1.0
+    assert pruner_sign(spec("minimize", "minimize")) == 1.0
+    assert pruner_sign(spec("maximize", None)) == 1.0  # the objective's own direction
