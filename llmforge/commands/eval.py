@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     folder = results_folder(args.model, args.out)
     printed: dict[str, Any] = {"model": args.model, "saved_in": str(folder)}
     if args.tasks is not None:
-        limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
-        options = HarnessOptions(limit=limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+        options = HarnessOptions(limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
                                  chat=args.chat, adapter=args.adapter)
         names = [name.strip() for name in args.tasks.split(",") if name.strip()]
         results = run_tasks(args.model, names, options, folder, [Path(p) for p in args.task_path],

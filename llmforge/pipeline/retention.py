@@ -76,9 +76,7 @@ def measure(name: str, model: str, parent: str | None, folder: Path, evaluation:
 
     row = Measured(name, model, parent)
     if evaluation.tasks:
-        limit = evaluation.limit
-        options = HarnessOptions(limit=int(limit) if limit is not None and limit >= 1 else limit,
-                                 num_fewshot=evaluation.num_fewshot, chat=evaluation.chat)
+        options = HarnessOptions(limit=evaluation.limit, num_fewshot=evaluation.num_fewshot, chat=evaluation.chat)
         for task, result in run_tasks(model, evaluation.tasks, options, folder, evaluation.task_paths).items():
             top = headline(result)
             if top is not None:

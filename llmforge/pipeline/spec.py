@@ -116,21 +116,52 @@ def _substitute(value: Any, outputs: dict[str, str], where: str, earlier: list[s
     return REFERENCE.sub(resolve, value)
 
 
-def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -> dict[str, list[str]]:
-    """`sft.train.lr=1e-4` -> {'sft': ['train.lr=1e-4']}; the first part names a stage."""
+PIPELINE_KEYS = ("output_dir", "defaults.", "evaluation.")
+
+
+def _recipe_keys() -> set[str]:
+    """Every top-level key a recipe can hold (an override of one applies to every stage)."""
+    from llmforge.config.compose import run_config_class
+
+    return set(run_config_class().model_fields)
+
+
+def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Per-stage overrides and the pipeline's own: `sft.train.lr=1e-4` -> sft's `train.lr=1e-4`; `output_dir=`,
+    `defaults.KEY=` and `evaluation.KEY=` -> the pipeline's; any other `KEY=VALUE` (`seed=1`) -> every stage's."""
     split: dict[str, list[str]] = {name: [] for name in names}
+    top: list[str] = []
     for text in overrides:
-        stage, _, rest = text.partition(".")
-        if stage not in split or not rest:
-            raise UserError(f"Override '{text}': a pipeline override starts with a stage name "
-                            f"({', '.join(names)}), e.g. {names[0]}.train.lr=1e-4.{did_you_mean(stage, names)}")
-        split[stage].append(rest)
-    return split
+        key, equals, _ = text.partition("=")
+        stage, _, rest = key.partition(".")
+        if not equals or not key:
+            raise UserError(f"Override '{text}': write KEY=VALUE: {names[0]}.train.lr=1e-4 for one stage, "
+                            "seed=1 for every stage, output_dir=runs/other for the pipeline's folder.")
+        if stage in split and rest:
+            split[stage].append(text.partition(".")[2])
+        elif key == "output_dir" or key.startswith(PIPELINE_KEYS[1:]):
+            top.append(text)
+        elif rest and not did_you_mean(stage, _recipe_keys()) and stage not in _recipe_keys() and (
+                hint := did_you_mean(stage, names)):
+            raise UserError(f"Override '{text}': this pipeline has no stage '{stage}'.{hint} (A key without a "
+                            "stage name, like seed=1, sets every stage.)")
+        else:
+            for name in names:
+                split[name].append(text)
+    return split, top
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Pipeline:
     path = Path(path)
     data = read_yaml(path)
+    stage_names = list(data["stages"]) if isinstance(data.get("stages"), dict) else []
+    per_stage, top = _split_overrides(overrides, stage_names or ["STAGE"])
+    if top:
+        raw = RawConfig()
+        raw.merge(data, str(path))
+        for text in top:
+            apply_override(raw, text)
+        data = raw.data
     unknown = [key for key in data if key not in TOP_KEYS]
     if unknown:
         raise UserError(f"{path}: unknown key '{unknown[0]}' at the top of a pipeline (expected: "
@@ -145,7 +176,6 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         raise UserError(f"{path}: `defaults` must be a mapping of recipe keys merged under every stage.")
     root = Path(data["output_dir"])
     names = list(stages)
-    per_stage = _split_overrides(overrides, names)
     outputs: dict[str, str] = {}
     built: list[PipelineStage] = []
     for index, name in enumerate(names):
@@ -157,7 +187,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         merge_layer(body, path.parent, f"{path} (stage '{name}')", raw)
         if "output_dir" not in body:  # an extended recipe's own output_dir is not the pipeline's
             raw.data["output_dir"] = str(root / name)
-        for text in per_stage[name]:
+        for text in per_stage.get(name, []):
             apply_override(raw, text)
         needs = sorted({ref.split(".")[0].strip() for ref in _references(raw.data)})
         raw.data = _substitute(raw.data, outputs, f"{path} (stage '{name}')", names[:index], names[index + 1:])

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.helpers import (
@@ -132,3 +133,22 @@ def test_the_evaluation_section_is_validated_up_front(tmp_path):
     loaded = load_pipeline(pipeline_with({"prompts": [{"name": "arithmetic-prompts", "split": "test"}],
                                           "max_new_tokens": 8}))
     assert loaded.evaluation.prompts[0].name == "arithmetic-prompts" and loaded.evaluation.max_new_tokens == 8
+
+
+def test_overrides_name_a_stage_every_stage_or_the_pipeline(tmp_path):
+    from llmforge.errors import UserError
+    from llmforge.pipeline.spec import load_pipeline
+
+    path = write_pipeline(tmp_path)
+    pipeline = load_pipeline(path, ["seed=1", f"output_dir={tmp_path / 'seed-1'}", "sft.train.lr=1e-4",
+                                    "evaluation.max_prompts=5"])
+    assert [s.config.seed for s in pipeline.stages] == [1, 1]  # a stage's own seed too: an override wins
+    assert pipeline.output_dir == tmp_path / "seed-1"
+    assert [s.config.output_dir for s in pipeline.stages] == [str(tmp_path / "seed-1" / n) for n in ("pretrain", "sft")]
+    assert pipeline.stages[1].config.train.lr == 1e-4 and pipeline.stages[0].config.train.lr != 1e-4
+    assert pipeline.evaluation.max_prompts == 5
+    assert [s.config.train.max_steps for s in load_pipeline(path, ["train.max_steps=9"]).stages] == [9, 9]
+    with pytest.raises(UserError, match="no stage 'sfft'. Did you mean 'sft'"):
+        load_pipeline(path, ["sfft.train.lr=1e-4"])
+    with pytest.raises(UserError, match="unknown key 'trian'"):
+        load_pipeline(path, ["trian.lr=1e-4"])

@@ -46,6 +46,8 @@ class HarnessOptions:
             raise UserError(f"adapter '{self.adapter}': use one of {', '.join(ADAPTER_MODES)}.")
         if self.limit is not None and self.limit <= 0:
             raise UserError(f"limit {self.limit}: give a number of rows (or a share of them, below 1) above 0.")
+        if self.limit is not None and self.limit >= 1:
+            self.limit = int(self.limit)  # lm-eval reads a float as a share of the rows
         if self.batch_size < 1:
             raise UserError(f"batch size {self.batch_size}: give 1 or more.")
 
