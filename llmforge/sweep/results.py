@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 
 from llmforge.sweep.spec import SweepSpec, override
+from llmforge.sweep.study import pruner_sign
 
 log = logging.getLogger("llmforge")
 
@@ -34,7 +35,12 @@ def table(study: optuna.Study, spec: SweepSpec) -> str:
                                               t.user_attrs else "the base recipe's values" if t.user_attrs.get(
                                                   "base") else "")
         if t.state == optuna.trial.TrialState.PRUNED and t.last_step is not None:
-            note = f"pruned at step {t.last_step}"
+            # Optuna keeps the last intermediate value as a pruned trial's value: the pruner's metric (maybe
+            # negated), not the objective, so it is shown in the note as the run logged it
+            values = [None] * len(names)
+            seen = t.intermediate_values.get(t.last_step)
+            note = f"pruned at step {t.last_step}" + (
+                f" ({spec.pruner.metric} {_cell(pruner_sign(spec) * seen)})" if seen is not None else "")
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(
             [_cell(v) for v in values] + [_cell(t.params.get(k)) for k in keys])
             + f" | {_cell(t.user_attrs.get('seconds'))} | {note.replace('|', '/')} |")
