@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from llmforge.errors import UserError
 from llmforge.eval.benchmarks.build import FILES, render
-from llmforge.eval.harness import SHIPPED, HarnessOptions, run_tasks
+from llmforge.eval.harness import SHIPPED, HarnessOptions, results_folder, run_tasks
 from tests.helpers import run_cli, start_accuracy
 
 SHIPPED_TASKS = ["llmforge_arithmetic", "llmforge_arithmetic_choice", "llmforge_story"]
@@ -67,8 +68,8 @@ def test_an_unknown_task_exits_2_naming_close_names_before_loading_a_model(tmp_p
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown task 'llmforge_arithmetc'" in result.stderr and "llmforge_arithmetic" in result.stderr
     assert not (tmp_path / "tasks").exists()
-    nowhere = run_cli("eval", "tiny-llama", "--tasks", "llmforge_story")
-    assert nowhere.returncode == 2 and "--out" in nowhere.stderr
+    with pytest.raises(UserError, match="--out"):
+        results_folder("tiny-llama", None)  # a preset has no folder of its own to keep results in
 
 
 def test_a_task_folder_of_your_own_reads_its_data_beside_its_yaml(tmp_path):
@@ -81,16 +82,8 @@ def test_a_task_folder_of_your_own_reads_its_data_beside_its_yaml(tmp_path):
         "output_type: generate_until\ndoc_to_text: '{{q}}'\ndoc_to_target: '{{a}}'\n"
         "generation_kwargs: {until: ['\\n'], max_gen_toks: 3, do_sample: false}\n"
         "metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]\n")
-    elsewhere = tmp_path / "cwd"
-    elsewhere.mkdir()
-    import os
-
-    result = run_cli("eval", "tiny-llama", "--tasks", "my_sums", "--task-path", str(folder), "--out",
-                     str(tmp_path / "out"), "--batch-size", "4")
-    assert result.returncode == 0, result.stderr[-2000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])["tasks"]["my_sums"]
+    found = run_tasks("tiny-llama", ["my_sums"], HarnessOptions(batch_size=4), tmp_path / "out",
+                      [folder])["my_sums"]  # from the test's working directory, not the task folder
     assert found["samples"] == 4 and "exact_match" in found["metrics"]
-    assert os.getcwd() != str(folder)
-    missing = run_cli("eval", "tiny-llama", "--tasks", "my_sums", "--task-path", str(tmp_path / "nope"),
-                      "--out", str(tmp_path / "out"))
-    assert missing.returncode == 2 and "no such file or folder" in missing.stderr
+    with pytest.raises(UserError, match="no such file or folder"):
+        run_tasks("tiny-llama", ["my_sums"], HarnessOptions(), tmp_path / "out", [tmp_path / "nope"])
