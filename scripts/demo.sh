@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml, ~7 minutes on a 2-core
+# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml, ~3 minutes on a 2-core
 # Xeon):
 # pretrain a ~1M-parameter Llama-style model on the built-in corpus, fine-tune it on the built-in arithmetic
 # task, train a reward model, align the SFT model with PPO and with DPO, evaluate every stage, and write
