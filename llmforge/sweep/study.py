@@ -190,8 +190,17 @@ def pruner_sign(spec: SweepSpec) -> float:
     return -1.0 if direction and direction != spec.objectives[0].direction else 1.0
 
 
+def final_step(run_dir: Path) -> int | None:
+    """The step a trial's run ends at (its train.max_steps), once the run has written its run.json."""
+    from llmforge.registry.runs import read_run_info
+
+    steps = ((read_run_info(run_dir).get("config") or {}).get("train") or {}).get("max_steps")
+    return steps if isinstance(steps, int) and steps > 0 else None
+
+
 def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec) -> int | None:
-    """Wait for the run, reporting the pruner's metric as the run logs it; the step it was pruned at, if so."""
+    """Wait for the run, reporting the pruner's metric as the run logs it; the step it was pruned at, if so.
+    Never at the run's final step: a run that got there costs nothing more to finish, and its objective counts."""
     metric, seen, sign, reported = spec.pruner.metric, 0, pruner_sign(spec), 0
     while process.poll() is None:
         time.sleep(0.5)
@@ -207,7 +216,8 @@ def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: 
             if isinstance(row.get(metric), (int, float)) and "step" in row:
                 trial.report(sign * float(row[metric]), int(row["step"]))
                 reported += 1
-                if trial.should_prune():
+                last = final_step(run_dir)
+                if (last is None or int(row["step"]) < last) and trial.should_prune():
                     process.send_signal(signal.SIGTERM)  # the run checkpoints and stops (exit 75)
                     process.wait()
                     return int(row["step"])

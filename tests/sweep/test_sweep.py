@@ -121,3 +121,34 @@ def test_a_pruner_watching_a_metric_that_improves_the_other_way_reports_it_negat
     assert pruner_sign(spec("maximize", "minimize")) == -1.0
     assert pruner_sign(spec("minimize", "minimize")) == 1.0
     assert pruner_sign(spec("maximize", None)) == 1.0  # the objective's own direction
+
+
+def test_a_trial_is_pruned_before_its_final_step_never_at_it(tmp_path):
+    """A pruner that always says prune: a run logging its metric at step 2 of 4 is stopped there; one whose
+    first report is its final step finishes, so its objective counts."""
+    import sys
+
+    from llmforge.sweep.spec import SweepSpec
+    from llmforge.sweep.study import _watch
+
+    class AlwaysPrune:
+        number = 0
+
+        def report(self, value, step):
+            self.last = (value, step)
+
+        def should_prune(self):
+            return True
+
+    spec = SweepSpec(base="b.yaml", output_dir="out", space={"train.lr": {"type": "float", "low": 1, "high": 2}},
+                     objective={"metric": "eval_loss", "direction": "minimize"},
+                     pruner={"type": "median", "metric": "eval_loss"})
+    for steps, pruned_at in (([2, 4], 2), ([4], None)):
+        run = tmp_path / f"run-{len(steps)}"
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"config": {"train": {"max_steps": 4}}}))
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "eval_loss": 1.0}) + "\n" for s in steps))
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+        assert _watch(AlwaysPrune(), process, run, spec) == pruned_at
+        process.kill()
+        process.wait()
