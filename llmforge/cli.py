@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from llmforge import __version__
+from llmforge.commands import eval as eval_command
 from llmforge.engine.preemption import Stopped
 from llmforge.errors import UserError
 
@@ -122,9 +123,7 @@ def _slurm(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from llmforge.commands.eval import run
-
-    return run(args)
+    return eval_command.run(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -261,6 +260,7 @@ EXAMPLES = {
     "sweep": "llmforge sweep configs/sweeps/tiny-sft-lora.yaml     # then: --status",
     "serve": "llmforge serve runs/tiny-rlhf/sft runs/tiny-rlhf/dpo runs/tiny-rlhf/ppo --port 8000",
     "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
+    "eval": eval_command.EXAMPLE,
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
     "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online",
@@ -320,10 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat = command("chat", _chat, "talk to a model in the terminal, answers streamed as they are generated")
     sampling(chat)
     chat.add_argument("--system", help="a system prompt")
-    from llmforge.commands.eval import EXAMPLE, add_arguments
-
-    EXAMPLES["eval"] = EXAMPLE
-    add_arguments(command("eval", _eval, "score a model: on a dataset (accuracy, loss/perplexity, reward-model "
+    eval_command.add_arguments(command("eval", _eval, "score a model: on a dataset (accuracy, loss/perplexity, reward-model "
                           "pair accuracy, win-rate with --against/--judge), on lm-eval tasks (--tasks), or "
                           "on the safety probe (--safety)"))
     exp = command("export", _export, "write a plain HF folder (LoRA merged, stop tokens kept) that transformers "

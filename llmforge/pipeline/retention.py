@@ -6,8 +6,9 @@ a hub id, an earlier run); a pipeline that pretrains from scratch has no base be
 stage is the reference. Reward models and datasets are not language models to benchmark, so they have no
 row. Each row's cells hold a task's headline metric (its first), the change against the base and against
 the stage the row started from; a drop of more than `evaluation.retention_threshold` of the value it is
-compared with (0.05: 5% of it) is flagged. Task results live in each run's evals/ folder (the base's in
-the pipeline's evals/base/), the same files `llmforge eval RUN --tasks` reads and writes.
+compared with (0.05: 5% of it) is flagged. Task results live in each run's evals/ folder (the base's own
+evals/ when it is a local folder, else the pipeline's evals/base/), the same files `llmforge eval RUN --tasks`
+reads and writes.
 """
 
 from __future__ import annotations
@@ -117,17 +118,17 @@ def table(rows: list[Measured], threshold: float) -> tuple[list[str], list[list[
     cells, flags = [], []
     for row in rows:
         line = [row.name if row.parent is None else f"{row.name} (from {row.parent})"]
+        parent = by_name.get(row.parent) if row.parent else None
+        others = [o for o in (base, parent if parent is not base else None) if o is not None and o is not row]
         for task in tasks:
             figure = row.tasks.get(task)
             if figure is None:
                 line.append("-")
                 continue
             text = f"{figure['value']:.3f}"
-            for label, other in (("base", base), ("prev", by_name.get(row.parent) if row.parent else None)):
-                if other is None or other is row or task not in other.tasks:
+            for other in others:
+                if task not in other.tasks:
                     continue
-                if label == "prev" and other is base:
-                    continue  # the same comparison as against the base
                 change = figure["value"] - other.tasks[task]["value"]
                 text += f" ({change:+.3f} vs {other.name})"
                 worse = drop(other.tasks[task], figure)

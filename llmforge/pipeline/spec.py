@@ -131,6 +131,7 @@ def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -
     `defaults.KEY=` and `evaluation.KEY=` -> the pipeline's; any other `KEY=VALUE` (`seed=1`) -> every stage's."""
     split: dict[str, list[str]] = {name: [] for name in names}
     top: list[str] = []
+    recipe_keys = _recipe_keys() if overrides else set()
     for text in overrides:
         key, equals, _ = text.partition("=")
         stage, _, rest = key.partition(".")
@@ -141,8 +142,8 @@ def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -
             split[stage].append(text.partition(".")[2])
         elif key == "output_dir" or key.startswith(PIPELINE_KEYS[1:]):
             top.append(text)
-        elif rest and not did_you_mean(stage, _recipe_keys()) and stage not in _recipe_keys() and (
-                hint := did_you_mean(stage, names)):
+        elif rest and not did_you_mean(stage, recipe_keys) and (hint := did_you_mean(stage, names)):
+            # close to a stage name and to no recipe key (a recipe key matches itself): a mistyped stage
             raise UserError(f"Override '{text}': this pipeline has no stage '{stage}'.{hint} (A key without a "
                             "stage name, like seed=1, sets every stage.)")
         else:

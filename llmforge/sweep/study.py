@@ -201,7 +201,7 @@ def final_step(run_dir: Path) -> int | None:
 def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec) -> int | None:
     """Wait for the run, reporting the pruner's metric as the run logs it; the step it was pruned at, if so.
     Never at the run's final step: a run that got there costs nothing more to finish, and its objective counts."""
-    metric, seen, sign, reported = spec.pruner.metric, 0, pruner_sign(spec), 0
+    metric, seen, sign, reported, last = spec.pruner.metric, 0, pruner_sign(spec), 0, None
     while process.poll() is None:
         time.sleep(0.5)
         if spec.pruner.type == "none" or not (run_dir / "metrics.jsonl").is_file():
@@ -216,7 +216,7 @@ def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: 
             if isinstance(row.get(metric), (int, float)) and "step" in row:
                 trial.report(sign * float(row[metric]), int(row["step"]))
                 reported += 1
-                last = final_step(run_dir)
+                last = last or final_step(run_dir)
                 if (last is None or int(row["step"]) < last) and trial.should_prune():
                     process.send_signal(signal.SIGTERM)  # the run checkpoints and stops (exit 75)
                     process.wait()

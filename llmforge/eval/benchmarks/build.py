@@ -1,7 +1,7 @@
 """Writes the data of the shipped lm-eval tasks from the built-in generators (`python -m llmforge.eval.benchmarks.build`).
 
 The files are shipped so the tasks are ordinary lm-eval task folders (YAML + local jsonl) that run with no
-hub; tests/eval/test_benchmarks.py checks they still equal what this writes, so they never drift from the
+hub; tests/eval/test_harness.py checks they still equal what this writes, so they never drift from the
 built-in data they are drawn from. Every row is held out from training: the arithmetic rows are test-split
 problems (split by a hash of the problem), the story rows test-split documents.
 """

@@ -29,7 +29,6 @@ class ResolvedTask:
     spec: str | dict[str, Any]  # what lm-eval's TaskManager loads: a config dict (local) or a registry name
     chat: bool  # the task asks for the model's chat template (`metadata.chat: true` in its YAML)
     fingerprint: str
-    local: bool
 
 
 def _manager(paths: list[Path], defaults: bool) -> Any:
@@ -80,7 +79,7 @@ def _local(manager: Any, name: str) -> ResolvedTask | None:
     config = _absolute_data(load_yaml(entry.yaml_path, resolve_func=True, recursive=True), entry.yaml_path.parent)
     config.pop("tag", None)  # loaded by config, a task needs no tag of its own (and a tag would load its peers)
     chat = bool((config.get("metadata") or {}).get("chat", False))
-    return ResolvedTask(name, config, chat, _fingerprint(config), local=True)
+    return ResolvedTask(name, config, chat, _fingerprint(config))
 
 
 def task_folders(extra: list[str | Path] | None = None) -> list[Path]:
@@ -123,5 +122,5 @@ def resolve_tasks(names: list[str], folders: list[Path]) -> tuple[list[ResolvedT
             config = entry.cfg or {}
             version = (config.get("metadata") or {}).get("version")
             fingerprint = hashlib.sha256(f"{name}|{version}|lm_eval {lm_eval_version}".encode()).hexdigest()[:16]
-            found[name] = ResolvedTask(name, name, chat=False, fingerprint=fingerprint, local=False)
+            found[name] = ResolvedTask(name, name, chat=False, fingerprint=fingerprint)
     return [found[n] for n in names], manager
