@@ -76,10 +76,11 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmforge", *args]
 
 
-def run_cli(*args: str, timeout: float = 300, threads: int | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, threads: int | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `llmforge ARGS` in a fresh process and capture its output (with `threads` torch threads when its
-    figures are compared with ones computed in the test process: see tests/conftest.py)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    figures are compared with ones computed in the test process: see tests/conftest.py; `env`: more variables)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, env=env)

@@ -88,12 +88,13 @@ def writable_or_explain(folder: Path) -> None:
 
 
 DISK_FULL_SIGNS = ("no space left on device", "storagefull", "os error 28", "code: 28", "unexpected pos",
-                   "disk quota exceeded")
+                   "disk quota exceeded", "not enough disk space")
 
 
 def disk_full(exc: BaseException) -> bool:
     """Whether an exception (or one it was raised from) says the disk filled up. torch's zip writer reports
-    it as 'unexpected pos', safetensors as StorageFull, Python as ENOSPC/EDQUOT."""
+    it as 'unexpected pos', safetensors as StorageFull, datasets (checking before it writes its cache) as 'Not
+    enough disk space', Python as ENOSPC/EDQUOT."""
     import errno
 
     seen: BaseException | None = exc

@@ -106,3 +106,27 @@ def test_a_read_only_output_dir_is_a_user_error(tmp_path):
             unmount(folder)
         else:
             folder.chmod(0o755)
+
+
+def test_a_full_datasets_cache_during_eval_is_named_with_the_fix(tmp_path):
+    """lm-eval prepares each task's data in datasets' cache: when that disk is full, `llmforge eval` exits 2
+    naming the cache and HF_DATASETS_CACHE, not a misleading 'could not be read', and writes no results."""
+    disk = tmp_path / "cache"
+    if not mount_tmpfs(disk, "1m"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        with (disk / "fill").open("wb") as fill:
+            try:
+                while True:
+                    fill.write(b"\0" * 65536)
+                    fill.flush()
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        out = tmp_path / "evals"
+        result = run_cli("eval", "tiny-llama", "--tasks", "llmforge_arithmetic", "--limit", "2", "--out", str(out),
+                         env={"HF_DATASETS_CACHE": str(disk / "datasets")}, timeout=300)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and f"datasets cache ({disk / 'datasets'})" in result.stderr
+        assert "HF_DATASETS_CACHE" in result.stderr and not out.exists()
+    finally:
+        unmount(disk)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmforge.engine.files import folder_fingerprint
+from llmforge.engine.files import disk_full, folder_fingerprint
 from llmforge.errors import UserError
 from llmforge.eval.harness.catalog import ResolvedTask, resolve_tasks, task_folders
 from llmforge.eval.harness.results import task_result
@@ -111,6 +111,12 @@ def _evaluate(lm: Any, manager: Any, tasks: list[ResolvedTask], chat: bool, opti
                                  bootstrap_iters=1000)
     except (ConnectionError, OSError) as exc:
         names = ", ".join(t.name for t in tasks)
+        if disk_full(exc):  # datasets prepares every task's data in its cache first
+            from datasets import config
+
+            raise UserError(f"--tasks {names}: no space left to prepare the task data in the datasets cache "
+                            f"({config.HF_DATASETS_CACHE}). Free space there, or point HF_DATASETS_CACHE at a disk "
+                            "with room, and run the same command again.") from None
         raise UserError(f"--tasks {names}: a dataset could not be read ({str(exc)[:300]}). Tasks from lm-eval's "
                         "registry download their data from the Hugging Face hub; where it is not reachable, "
                         "use local task folders (--task-path) or a machine with the hub's data cached.") from None
