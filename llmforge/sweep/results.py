@@ -39,8 +39,11 @@ def table(study: optuna.Study, spec: SweepSpec) -> str:
             # negated), not the objective, so it is shown in the note as the run logged it
             values = [None] * len(names)
             seen = t.intermediate_values.get(t.last_step)
-            note = f"pruned at step {t.last_step}" + (
+            note = f"pruned at {t.user_attrs.get('pruned_at') or f'step {t.last_step}'}" + (
                 f" ({spec.pruner.metric} {_cell(pruner_sign(spec) * seen)})" if seen is not None else "")
+        if t.user_attrs.get("seed_values"):  # the objective is their mean: each seed's values beside it
+            note = "; ".join(filter(None, [note, "seeds " + ", ".join(
+                f"{seed}: " + "/".join(_cell(v) for v in got) for seed, got in t.user_attrs["seed_values"].items())]))
         lines.append(f"| {t.number} | {t.state.name.lower()} | " + " | ".join(
             [_cell(v) for v in values] + [_cell(t.params.get(k)) for k in keys])
             + f" | {_cell(t.user_attrs.get('seconds'))} | {note.replace('|', '/')} |")
@@ -65,10 +68,17 @@ def write_results(study: optuna.Study, spec: SweepSpec, base: Path, pipeline: bo
     if best:
         top = best[0]
         overrides = [*spec.overrides, *(override(k, v) for k, v in top.params.items())]
+        run_dir = Path(top.user_attrs.get("run_dir", folder))
+        if spec.seeds:  # the recipe as its first seed ran it; its objective is the mean over every seed
+            overrides.append(override("seed", spec.seeds[0]))
+            run_dir = run_dir / f"seed-{spec.seeds[0]}"
         if pipeline:
             body = f"# llmforge pipeline {base} " + " ".join(f"'{o}'" for o in overrides) + "\n"
         else:
-            body = dump(load_config(base, [*overrides, f"output_dir={top.user_attrs.get('run_dir')}"]))
+            body = dump(load_config(base, [*overrides, f"output_dir={run_dir}"]))
+        if spec.seeds:
+            body = (f"# trial {top.number}: the objective is the mean over seeds {spec.seeds}; this is the run of "
+                    f"seed {spec.seeds[0]}\n") + body
         (folder / "best.yaml").write_text(body)
         shown = ", ".join(f"{o.metric} {v:.4g}" for o, v in zip(spec.objectives, top.values, strict=True))
         printed.append(f"best: trial {top.number} ({shown}): " + " ".join(overrides) + f" -> {folder / 'best.yaml'}")

@@ -85,6 +85,17 @@ class SweepSpec(Section):
                                   "keys, so the table shows what the search gained over them")
     retry_interrupted: bool = Field(True, description="a trial whose process died (SIGKILL, a lost node) runs "
                                     "again in its own folder, resuming from its checkpoint; false: it stays failed")
+    seeds: list[int] | None = Field(None, min_length=1, description="run every trial once per seed (the recipe's "
+                                    "`seed`, in trial-NNNN/seed-S/) and score it by the mean: where one seed moves "
+                                    "the metric more than a setting does, a single run picks the luckiest seed")
+
+    @model_validator(mode="after")
+    def _seeds(self) -> SweepSpec:
+        if self.seeds and len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("`seeds` lists a seed twice")
+        if self.seeds and "seed" in self.space:
+            raise ValueError("`seed` is both searched and listed in `seeds`: keep one")
+        return self
 
     @property
     def objectives(self) -> list[Objective]:
@@ -100,7 +111,7 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Path, bool]:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UserError(f"{path}: '{where}': {first['msg']}.") from None
+        raise UserError(f"{path}: " + (f"'{where}': " if where else "") + f"{first['msg']}.") from None
     base = Path(spec.base) if Path(spec.base).is_absolute() else (path.parent / spec.base)
     if not base.is_file():
         base = Path(spec.base)
@@ -121,6 +132,8 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, Path, bool]:
     for key, parameter in spec.space.items():  # every key must exist: resolve the base with a sample value
         sample = parameter.choices[0] if parameter.type == "categorical" else parameter.low
         check(base, pipeline, [*spec.overrides, override(key, sample)], f"{path}: space.{key}")
+    if spec.seeds:
+        check(base, pipeline, [*spec.overrides, override("seed", spec.seeds[0])], f"{path}: seeds")
     return spec, base, pipeline
 
 

@@ -164,22 +164,42 @@ def run_trial(trial: optuna.Trial, spec: SweepSpec, base: Path, pipeline: bool, 
     trial.set_user_attr("pid", os.getpid())
     overrides = [*spec.overrides, *(override(k, v) for k, v in values.items())]
     (folder / "logs").mkdir(exist_ok=True)
-    started = time.time()
-    with (folder / "logs" / f"{run_dir.name}.log").open("a") as output:
-        process = subprocess.Popen(command(base, pipeline, run_dir, overrides), stdout=output,
-                                   stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        pruned = _watch(trial, process, run_dir, spec)
-    trial.set_user_attr("seconds", round(time.time() - started, 1))
+    started, offset, per_seed = time.time(), 0, {}
+    try:
+        for seed in spec.seeds or [None]:
+            # one run per seed, in order; the pruner sees them as one curve (seed k's steps after seed k-1's)
+            target = run_dir if seed is None else run_dir / f"seed-{seed}"
+            extra = [] if seed is None else [override("seed", seed)]
+            log_file = folder / "logs" / f"{run_dir.name}{'' if seed is None else f'-seed-{seed}'}.log"
+            result, offset = _run(trial, spec, pipeline, seed, command(base, pipeline, target, [*overrides, *extra]),
+                                  target, log_file, offset)
+            per_seed[str(seed)] = result
+            if seed is not None:
+                trial.set_user_attr("seed_values", per_seed)
+    finally:
+        trial.set_user_attr("seconds", round(time.time() - started, 1))
+    mean = [sum(column) / len(column) for column in zip(*per_seed.values(), strict=True)]
+    return mean if len(mean) > 1 else mean[0]
+
+
+def _run(trial: optuna.Trial, spec: SweepSpec, pipeline: bool, seed: int | None, argv: list[str], run_dir: Path,
+         log_file: Path, offset: int) -> tuple[list[float], int]:
+    """One run of a trial, watched by the pruner: its objective values, and the step the next run's reports
+    start at."""
+    with log_file.open("a") as output:
+        process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        pruned = _watch(trial, process, run_dir, spec, offset)
     if pruned:
+        trial.set_user_attr("pruned_at", f"step {pruned}" + ("" if seed is None else f" of seed {seed}"))
         raise optuna.TrialPruned(f"pruned at step {pruned}")
     if process.returncode != 0:
-        text = (folder / "logs" / f"{run_dir.name}.log").read_text(errors="replace").strip().splitlines()
+        text = log_file.read_text(errors="replace").strip().splitlines()
         message = next((line for line in reversed(text) if line.startswith(("error:", "Error"))), None) \
             or (text[-1] if text else f"exit code {process.returncode}")
         trial.set_user_attr("error", message[:500])
         raise TrialFailed(message)
-    result = objective_values(spec, run_dir, pipeline)
-    return result if len(result) > 1 else result[0]
+    return objective_values(spec, run_dir, pipeline), offset + (final_step(run_dir) or _last_logged(run_dir))
 
 
 def pruner_sign(spec: SweepSpec) -> float:
@@ -198,9 +218,23 @@ def final_step(run_dir: Path) -> int | None:
     return steps if isinstance(steps, int) and steps > 0 else None
 
 
-def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec) -> int | None:
-    """Wait for the run, reporting the pruner's metric as the run logs it; the step it was pruned at, if so.
-    Never at the run's final step: a run that got there costs nothing more to finish, and its objective counts."""
+def _last_logged(run_dir: Path) -> int:
+    """The last step in a run's metrics.jsonl (for a run whose length is set in epochs), 0 without one."""
+    steps = [0]
+    if (run_dir / "metrics.jsonl").is_file():
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            try:
+                steps.append(int(json.loads(line).get("step", 0)))
+            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+                continue
+    return max(steps)
+
+
+def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec,
+           offset: int = 0) -> int | None:
+    """Wait for the run, reporting the pruner's metric as the run logs it (at `offset` + its step: a trial's
+    later seeds continue its curve); the run's step it was pruned at, if so. Never at the run's final step: a
+    run that got there costs nothing more to finish, and its objective counts."""
     metric, seen, sign, reported, last = spec.pruner.metric, 0, pruner_sign(spec), 0, None
     while process.poll() is None:
         time.sleep(0.5)
@@ -214,7 +248,7 @@ def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: 
                 break  # a line being written: read it next time
             seen += 1
             if isinstance(row.get(metric), (int, float)) and "step" in row:
-                trial.report(sign * float(row[metric]), int(row["step"]))
+                trial.report(sign * float(row[metric]), offset + int(row["step"]))
                 reported += 1
                 last = last or final_step(run_dir)
                 if (last is None or int(row["step"]) < last) and trial.should_prune():

@@ -96,6 +96,34 @@ def test_sigkill_then_rerun_keeps_finished_trials_and_resumes_the_interrupted_on
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in counted(study_of(tmp_path))) == 2
 
 
+def test_a_trial_over_seeds_scores_their_mean_and_resumes_the_seed_it_was_killed_in(tmp_path):
+    path = sweep_file(tmp_path, budget={"n_trials": 1}, seeds=[5, 6])
+    process = subprocess.Popen(cli_command("sweep", str(path)), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    trial = tmp_path / "sweep" / "trial-0000"
+    kill_when(process, checkpoint_complete(trial / "seed-6", 2), timeout=300)
+    os.killpg(process.pid, signal.SIGKILL)  # during the second seed's run
+    first = json.loads((trial / "seed-5" / "run.json").read_text())
+    assert first["status"] == "completed" and first["config"]["seed"] == 5
+    again = run_cli("sweep", str(path), timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    done = [t for t in counted(study_of(tmp_path)) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].user_attrs["retry_of"] == 0
+    assert json.loads((trial / "seed-5" / "run.json").read_text()) == first  # the finished seed is not run again
+    second = json.loads((trial / "seed-6" / "run.json").read_text())
+    assert second["config"]["seed"] == 6 and second["resumed_from"]  # from its checkpoint
+    losses = [first["final_metrics"]["eval_loss"], second["final_metrics"]["eval_loss"]]
+    assert losses[0] != losses[1] and done[0].value == sum(losses) / 2
+    assert done[0].user_attrs["seed_values"] == {"5": [losses[0]], "6": [losses[1]]}
+    assert "seeds 5: " in again.stdout
+    best = (tmp_path / "sweep" / "best.yaml").read_text()
+    assert best.startswith("# trial 1: the objective is the mean over seeds [5, 6]")
+    assert yaml.safe_load(best)["seed"] == 5
+    same = sweep_file(tmp_path, "twice.yaml", seeds=[5, 5])
+    result = run_cli("sweep", str(same))
+    assert result.returncode == 2 and "lists a seed twice" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_diverging_trial_is_recorded_failed_and_the_study_goes_on(tmp_path):
     path = sweep_file(tmp_path, space={"train.lr": {"type": "categorical", "choices": [3.0e-3, 1.0e+9]}},
                       sampler={"type": "grid", "seed": 0}, budget={"n_trials": 2}, start_from_base=False)
