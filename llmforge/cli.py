@@ -13,14 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from llmforge import __version__
+from llmforge.commands import bench as bench_command
 from llmforge.commands import eval as eval_command
+from llmforge.commands import serve as serve_command
 from llmforge.engine.preemption import Stopped
 from llmforge.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
-
-MIN_BENCH_STEPS = 3
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -90,28 +90,6 @@ def _plot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import json
-    import tempfile
-
-    from llmforge.bench.suite import GROUPS, run_benchmarks
-    from llmforge.bench.tables import render
-
-    groups = tuple(args.only.split(",")) if args.only else GROUPS
-    unknown = [g for g in groups if g not in GROUPS]
-    if unknown:
-        raise UserError(f"--only {unknown[0]}: not a benchmark group (groups: {', '.join(GROUPS)}).")
-    if args.steps is not None and args.steps < MIN_BENCH_STEPS:
-        raise UserError(f"--steps {args.steps}: give at least {MIN_BENCH_STEPS} (a step of warm-up, then two timed).")
-    with tempfile.TemporaryDirectory(prefix="llmforge-bench-") as scratch:
-        result = run_benchmarks(Path(scratch), quick=args.quick, groups=groups, steps=args.steps)
-    text = render(result)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({**result, "tables": text}, indent=2))
-    return EXIT_OK
-
-
 def _slurm(args: argparse.Namespace) -> int:
     from llmforge.config import load_config
     from llmforge.distributed.slurm import sbatch_script
@@ -167,13 +145,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
     print("\n".join(run_sweep(args.sweep, status=args.status)))
     return EXIT_OK
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from llmforge.serve.server import serve
-
-    return serve(args.models, names=args.name, host=args.host, port=args.port, api_key=args.api_key,
-                 votes=args.votes, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -258,12 +229,12 @@ EXAMPLES = {
     "generate": 'llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --max-new-tokens 8',
     "data": "llmforge data inspect my-data.jsonl --model tiny-llama --max-length 512 --out inspect/",
     "sweep": "llmforge sweep configs/sweeps/tiny-sft-lora.yaml     # then: --status",
-    "serve": "llmforge serve runs/tiny-rlhf/sft runs/tiny-rlhf/dpo runs/tiny-rlhf/ppo --port 8000",
+    "serve": serve_command.EXAMPLE,
     "chat": 'llmforge chat runs/tiny-rlhf/sft --system "Answer with a number."',
     "eval": eval_command.EXAMPLE,
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
-    "bench": "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online",
+    "bench": bench_command.EXAMPLE,
     "models": "llmforge models --runs runs",
     "datasets": "llmforge datasets",
 }
@@ -333,27 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpus-per-node", type=int, default=8, help="GPUs (processes) per node (default 8)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--time", help="time limit, e.g. 48:00:00")
-    bench = command("bench", _bench, "measure speed and memory of every stage, side by side with plain TRL, "
-                    "a plain PyTorch loop and this device's matmul ceiling")
-    bench.add_argument("--quick", action="store_true", help="the small CPU workload (under 5 minutes on a CPU)")
-    bench.add_argument("--only", help="comma-separated groups: stages,features,overhead,scaling,online,serve,curate (default: all)")
-    bench.add_argument("--steps", type=int, help="steps per workload (default: by mode; half are warm-up)")
-    bench.add_argument("--json", help="also write every figure to this JSON file")
-    srv = command("serve", _serve, "serve models over OpenAI's HTTP API (chat and text completions, streamed), "
-                  "with a chat page at / that compares two models side by side")
-    srv.add_argument("models", nargs="+", metavar="MODEL",
-                     help="run folder, LoRA run, HF folder, hub id or preset; NAME=MODEL names it (LoRA runs on "
-                          "one base share one copy of it)")
-    srv.add_argument("--name", action="append", default=[], metavar="NAME=MODEL", help="serve MODEL as NAME")
-    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    srv.add_argument("--api-key", help="require `Authorization: Bearer KEY` on the API (default: env "
-                     "LLMFORGE_API_KEY, else none)")
-    srv.add_argument("--votes", default="votes.jsonl", help="JSONL file the chat page's side-by-side votes are "
-                     "appended to, as preference rows (default votes.jsonl)")
-    srv.add_argument("--max-batch-size", type=int, default=32, help="completions decoded together (default 32)")
-    srv.add_argument("--max-queue", type=int, default=256,
-                     help="completions waiting at most; more get HTTP 429 with Retry-After (default 256)")
+    bench_command.add_arguments(command("bench", bench_command.run, "measure speed and memory of every stage, side "
+                                        "by side with plain TRL, a plain PyTorch loop and this device's matmul "
+                                        "ceiling"))
+    serve_command.add_arguments(command("serve", serve_command.run, "serve models over OpenAI's HTTP API (chat and "
+                                        "text completions, streamed), with a chat page at / that compares two "
+                                        "models side by side"))
     sweep = command("sweep", _sweep, "search hyperparameters with Optuna: every trial an ordinary run of a recipe "
                     "or pipeline; several processes can share one study; run it again to resume")
     sweep.add_argument("sweep", help="sweep YAML: base, space, objective, budget, sampler, pruner, storage")

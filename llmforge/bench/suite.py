@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from llmforge.bench import hardware
+from llmforge.bench import GROUPS, hardware
 from llmforge.bench.baselines import pairs_file
 from llmforge.bench.worker import run_in_child
 from llmforge.bench.workloads import (
@@ -36,7 +36,6 @@ from llmforge.bench.workloads import (
 )
 
 log = logging.getLogger("llmforge")
-GROUPS = ("stages", "features", "overhead", "scaling", "online", "serve", "curate")
 PPO_PROMPTS, PPO_SAMPLES, PPO_NEW_TOKENS = 16, 4, 32
 
 
