@@ -35,7 +35,7 @@ from llmforge.rl.models import (
     response_entropy,
     response_logprobs,
 )
-from llmforge.rl.sampling import sample_continuous, sample_padded
+from llmforge.rl.sampling import ContinuousSampler, sample_padded
 
 
 @dataclass
@@ -72,7 +72,6 @@ class RolloutSettings:
     reward_clip: float | None
     advantage_estimator: str = "gae"
     samples_per_prompt: int = 1
-    engine: str = "padded"  # padded | continuous (rl/sampling.py)
 
 
 ROW_INTERNALS = ("prompt", "prompt_ids")  # what a prompt row carries besides the columns reward functions read
@@ -86,9 +85,11 @@ def prompt_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 @torch.no_grad()
 def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, scorer: Any, kl: KLController,
-                 prompts: list[dict[str, Any]], s: RolloutSettings) -> Rollout:
+                 prompts: list[dict[str, Any]], s: RolloutSettings, continuous: ContinuousSampler | None = None,
+                 ) -> Rollout:
     """Sample one completion per prompt row ({prompt_ids, prompt, answer}; rows of one prompt come together
-    when it is sampled several times) and compute everything PPO needs."""
+    when it is sampled several times) and compute everything PPO needs. With `continuous`, its engine samples;
+    otherwise one padded `generate` batch (rl/sampling.py)."""
     device = accelerator.device
     prompt_ids, prompt_mask = left_pad([row["prompt_ids"] for row in prompts], s.pad_id)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
@@ -96,9 +97,8 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
     model.eval()
     with gathered_for_generation(accelerator, model) as policy:
         sampled = [row["prompt_ids"] for row in prompts]
-        if s.engine == "continuous":
-            responses, _ = sample_continuous(policy, sampled, s.pad_id, s.max_new_tokens, s.temperature, s.top_p,
-                                             s.stop_ids)
+        if continuous is not None:
+            responses, _ = continuous.sample(policy, sampled)
         else:
             responses = sample_padded(policy, sampled, s.pad_id, s.max_new_tokens, s.temperature, s.top_p, s.stop_ids)
     mask, ended = response_mask(responses, s.stop_ids)

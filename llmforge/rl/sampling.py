@@ -47,32 +47,80 @@ def sample_padded(policy: Any, prompts: list[list[int]], pad_id: int, max_new_to
     return out[:, ids.shape[1]:]
 
 
+class ContinuousSampler:
+    """One continuous-batching engine for a whole training run: created at the first rollout, kept running
+    between rollouts (its background thread waits for requests), stopped by `close`. Starting and stopping one
+    per rollout cost more than the sampling on a CPU (allocating the paged cache, starting the thread, and two
+    full garbage collections on the way out). The cache is sized for one rollout (every request at its longest),
+    not from free device memory, so the update that follows keeps its memory. The policy's weights are read
+    where they live, so the engine samples from the weights each update leaves."""
+
+    def __init__(self, requests: int, longest_prompt: int, max_new_tokens: int, temperature: float, top_p: float,
+                 stop_ids: list[int], pad_id: int, logprobs: bool = False) -> None:
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+
+        self.requests, self.pad_id = requests, pad_id
+        self.generation = GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+                                           max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id)
+        page = ContinuousBatchingConfig().page_size
+        per_request = -(-(longest_prompt + max_new_tokens) // page)
+        self.engine = ContinuousBatchingConfig(
+            return_logprobs=logprobs, max_queue_size=0, max_requests_per_batch=requests,
+            num_blocks=requests * per_request + 1, max_batch_tokens=max(requests, min(requests * longest_prompt, 8192)))
+        self.manager: Any = None
+        self.model: Any = None
+
+    def sample(self, policy: Any, prompts: list[list[int]]) -> tuple[torch.Tensor, list[list[float]]]:
+        """([B, T] sampled tokens right-padded with pad_id, each row's sampler log-probs). The seed is drawn
+        from torch's global generator, so a resumed run samples the same completions."""
+        model = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        if self.manager is None or model is not self.model:
+            self.close()
+            self.engine.seed = seed  # the engine seeds torch's generator with it as it starts
+            self.manager, self.model = model.init_continuous_batching(generation_config=self.generation,
+                                                                      continuous_batching_config=self.engine), model
+            self.manager.start()
+        torch.manual_seed(seed)  # its sampling thread draws from torch's global generator
+        results = {}
+        for start in range(0, len(prompts), self.requests):
+            ids = self.manager.add_requests(prompts[start:start + self.requests])
+            wanted = set(ids)
+            while wanted:
+                result = self.manager.get_result(timeout=600)
+                if result is None:
+                    self.close()
+                    raise RuntimeError("continuous batching stopped without a completion (its error is in the log "
+                                       "above) or gave none in 600 s")
+                if result.request_id in wanted:
+                    wanted.discard(result.request_id)
+                    results[ids.index(result.request_id) + start] = result
+        ordered = [results[i] for i in range(len(prompts))]
+        errors = [r.error for r in ordered if r.error]
+        if errors:
+            raise RuntimeError(f"continuous batching failed: {errors[0]}")
+        width = max((len(r.generated_tokens) for r in ordered), default=0)
+        tokens = torch.full((len(ordered), max(width, 1)), self.pad_id, dtype=torch.long)
+        for row, result in enumerate(ordered):
+            tokens[row, :len(result.generated_tokens)] = torch.tensor(result.generated_tokens, dtype=torch.long)
+        device = next(policy.parameters()).device
+        return tokens.to(device), [list(r.logprobs or []) for r in ordered]
+
+    def close(self) -> None:
+        if self.manager is not None:
+            manager, self.manager, self.model = self.manager, None, None
+            manager.stop(block=True, timeout=30)
+
+
 def sample_continuous(policy: Any, prompts: list[list[int]], pad_id: int, max_new_tokens: int, temperature: float,
                       top_p: float, stop_ids: list[int], logprobs: bool = False,
                       ) -> tuple[torch.Tensor, list[list[float]]]:
-    """Continuous batching: ([B, T] sampled tokens right-padded with pad_id, each row's sampler log-probs)."""
-    from transformers import ContinuousBatchingConfig, GenerationConfig
-
-    seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from the global generator: resumes sample the same
-    config = GenerationConfig(do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
-                              max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id)
-    engine = ContinuousBatchingConfig(seed=seed, return_logprobs=logprobs, max_queue_size=0)
-    model = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
-    results = model.generate_batch(prompts, generation_config=config, continuous_batching_config=engine,
-                                   progress_bar=False, warmup=False)
-    ordered = sorted(results.values(), key=lambda r: _position(r.request_id))
-    if len(ordered) != len(prompts) or any(r.error for r in ordered):
-        errors = [r.error for r in ordered if r.error]
-        raise RuntimeError(f"continuous batching returned {len(ordered)} of {len(prompts)} completions {errors[:1]}")
-    width = max((len(r.generated_tokens) for r in ordered), default=0)
-    tokens = torch.full((len(ordered), max(width, 1)), pad_id, dtype=torch.long)
-    for row, result in enumerate(ordered):
-        tokens[row, :len(result.generated_tokens)] = torch.tensor(result.generated_tokens, dtype=torch.long)
-    device = next(policy.parameters()).device
-    return tokens.to(device), [list(r.logprobs) for r in ordered]
+    """One batch through a continuous-batching engine started for it and stopped after."""
+    sampler = ContinuousSampler(len(prompts), max(map(len, prompts)), max_new_tokens, temperature, top_p, stop_ids,
+                                pad_id, logprobs)
+    try:
+        return sampler.sample(policy, prompts)
+    finally:
+        sampler.close()
 
 
-def _position(request_id: str) -> int:
-    """Requests are numbered in the order they were added ('req_12')."""
-    digits = "".join(ch for ch in request_id.rsplit("_", 1)[-1] if ch.isdigit())
-    return int(digits) if digits else 0

@@ -38,6 +38,7 @@ from llmforge.rl.models import (
     response_logprobs,
 )
 from llmforge.rl.rollout import Rollout, RolloutSettings, make_rollout
+from llmforge.rl.sampling import ContinuousSampler
 from llmforge.rl.selection import Selection
 
 LOOP_STATE = "ppo_state.json"  # step, KL controller and scheduler: what accelerate's state files do not hold
@@ -115,7 +116,12 @@ class PPOTrainer:
             kl_estimator=options.kl_estimator, gamma=options.gamma, lam=options.lam,
             whiten_advantages=options.whiten_advantages, missing_eos_penalty=options.missing_eos_penalty,
             reward_clip=options.reward_clip, advantage_estimator=options.advantage_estimator,
-            samples_per_prompt=options.samples_per_prompt, engine=engine)
+            samples_per_prompt=options.samples_per_prompt)
+        longest = max((len(row["prompt_ids"]) for row in train_dataset), default=1)
+        self.continuous = ContinuousSampler(
+            options.rollout_batch_size * options.samples_per_prompt, longest, options.max_new_tokens,
+            options.temperature, options.top_p, stop_ids, processing_class.pad_token_id) if engine == "continuous" \
+            else None
         self.state = TrainerState(max_steps=self.max_steps, logging_steps=args.logging_steps, save_steps=args.save_steps)
         self.state.is_world_process_zero = accelerator.is_main_process
         self.state.is_local_process_zero = accelerator.is_local_main_process
@@ -140,24 +146,28 @@ class PPOTrainer:
         self.state.global_step = self.progress.step
         self.callback_handler.on_train_begin(self.args, self.state, self.control)
         started, window, losses = time.time(), defaultdict(list), []
-        while self.progress.step < self.max_steps:
-            stats = self.training_step()
-            losses.append(stats["loss"])
-            self.progress.step += 1
-            self.state.global_step = self.progress.step
-            for key, value in stats.items():
-                window[key].append(value)
-            stop = self.maybe_evaluate(self.progress.step == self.max_steps)
-            last = self.progress.step == self.max_steps or stop
-            self.control = self.callback_handler.on_step_end(self.args, self.state, self.control)
-            if self.progress.step % self.args.logging_steps == 0 or last or self.control.should_training_stop:
-                self.log({key: sum(v) / len(v) for key, v in window.items()})
-                window.clear()
-            if self.progress.step % self.args.save_steps == 0 or last or self.control.should_save:
-                self.save_checkpoint()
-            if stop or self.control.should_training_stop:
-                break
-            self.control.should_save = self.control.should_log = False
+        try:
+            while self.progress.step < self.max_steps:
+                stats = self.training_step()
+                losses.append(stats["loss"])
+                self.progress.step += 1
+                self.state.global_step = self.progress.step
+                for key, value in stats.items():
+                    window[key].append(value)
+                stop = self.maybe_evaluate(self.progress.step == self.max_steps)
+                last = self.progress.step == self.max_steps or stop
+                self.control = self.callback_handler.on_step_end(self.args, self.state, self.control)
+                if self.progress.step % self.args.logging_steps == 0 or last or self.control.should_training_stop:
+                    self.log({key: sum(v) / len(v) for key, v in window.items()})
+                    window.clear()
+                if self.progress.step % self.args.save_steps == 0 or last or self.control.should_save:
+                    self.save_checkpoint()
+                if stop or self.control.should_training_stop:
+                    break
+                self.control.should_save = self.control.should_log = False
+        finally:  # the continuous-batching engine's thread ends with the loop, however it ends
+            if self.continuous is not None:
+                self.continuous.close()
         if self.selection.best_step is not None and self.selection.best_step != self.progress.step:
             best = Path(self.args.output_dir) / f"checkpoint-{self.selection.best_step}"
             self.accelerator.load_state(str(best))  # final/ holds the best weights; the last step's stay on disk
@@ -187,7 +197,7 @@ class PPOTrainer:
         started = time.time()
         rollout = make_rollout(self.accelerator, self.model_wrapped, self.ref_model, self.tokenizer, self.scorer,
                                self.kl, [self.prompts[i] for i in rows for _ in range(self.options.samples_per_prompt)],
-                               self.settings)
+                               self.settings, self.continuous)
         generated = time.time()
         stats = {**rollout.stats, **self.update(rollout)}
         trained = time.time()
