@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,54 @@ def storage_of(spec: SweepSpec, folder: Path) -> Any:
 
 def sampler_of(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     s = spec.sampler
-    if s.type == "random":
-        return optuna.samplers.RandomSampler(seed=s.seed)
-    if s.type == "grid":
-        return optuna.samplers.GridSampler({k: p.values() for k, p in spec.space.items()}, seed=s.seed)
-    if s.type == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.startup_trials)
-    return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials,
-                                      multivariate=True, constant_liar=True)
+
+    def make(seed: int | None) -> optuna.samplers.BaseSampler:
+        if s.type == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if s.type == "grid":
+            return optuna.samplers.GridSampler({k: p.values() for k, p in spec.space.items()}, seed=seed)
+        if s.type == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=s.startup_trials)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.startup_trials,
+                                          multivariate=True, constant_liar=True)
+
+    if s.seed is None or s.type == "grid":  # the grid sampler assigns grid points by trial number itself
+        return make(s.seed)
+    return SeededPerTrial(make, s.seed)
+
+
+class SeededPerTrial(optuna.samplers.BaseSampler):
+    """A sampler rebuilt for every trial with `seed + trial number`. One seeded sampler per process would replay
+    the same random draws in every process sharing the study, and in a sweep run again after a kill: two
+    workers started together proposed the same values for their first trials. Seeded by trial number, each
+    trial draws its own values, and a study run by one process is reproducible. What the samplers learn
+    (TPE's history, CMA-ES's state) lives in the study, so nothing is lost by rebuilding them."""
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._inner = self._make(self._seed + trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
+                        search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str,
+                           param_distribution: Any) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
 
 
 def pruner_of(spec: SweepSpec) -> optuna.pruners.BasePruner:

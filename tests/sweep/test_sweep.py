@@ -64,6 +64,8 @@ def test_two_processes_share_one_study(tmp_path):
     assert len(trials) == 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     folders = [t.user_attrs["run_dir"] for t in trials]
     assert len(set(folders)) == 4 and len({t.user_attrs["pid"] for t in trials}) == 2  # both worked
+    # each process seeds its sampler per trial: two started together do not propose the same values
+    assert len({(t.params["train.lr"], t.params["train.warmup_ratio"]) for t in trials}) == 4
     for folder in folders:  # each trial trained once: one run, never resumed
         info = json.loads((Path(folder) / "run.json").read_text())
         assert info["status"] == "completed" and not info.get("resumed_from")
