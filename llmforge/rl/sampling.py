@@ -87,16 +87,15 @@ class ContinuousSampler:
         results = {}
         for start in range(0, len(prompts), self.requests):
             ids = self.manager.add_requests(prompts[start:start + self.requests])
-            wanted = set(ids)
-            while wanted:
+            waiting = {request: start + offset for offset, request in enumerate(ids)}  # request id -> row
+            while waiting:
                 result = self.manager.get_result(timeout=600)
                 if result is None:
                     self.close()
                     raise RuntimeError("continuous batching stopped without a completion (its error is in the log "
                                        "above) or gave none in 600 s")
-                if result.request_id in wanted:
-                    wanted.discard(result.request_id)
-                    results[ids.index(result.request_id) + start] = result
+                if result.request_id in waiting:
+                    results[waiting.pop(result.request_id)] = result
         ordered = [results[i] for i in range(len(prompts))]
         errors = [r.error for r in ordered if r.error]
         if errors:

@@ -10,7 +10,7 @@ from typing import Any
 
 import optuna
 
-from llmforge.sweep.spec import SweepSpec, override
+from llmforge.sweep.spec import SweepSpec, override, seed_dir
 from llmforge.sweep.study import pruner_sign
 
 log = logging.getLogger("llmforge")
@@ -68,10 +68,10 @@ def write_results(study: optuna.Study, spec: SweepSpec, base: Path, pipeline: bo
     if best:
         top = best[0]
         overrides = [*spec.overrides, *(override(k, v) for k, v in top.params.items())]
-        run_dir = Path(top.user_attrs.get("run_dir", folder))
-        if spec.seeds:  # the recipe as its first seed ran it; its objective is the mean over every seed
-            overrides.append(override("seed", spec.seeds[0]))
-            run_dir = run_dir / f"seed-{spec.seeds[0]}"
+        first = spec.seeds[0] if spec.seeds else None  # the recipe as its first seed ran it
+        run_dir = seed_dir(Path(top.user_attrs.get("run_dir", folder)), first)
+        if first is not None:
+            overrides.append(override("seed", first))
         if pipeline:
             body = f"# llmforge pipeline {base} " + " ".join(f"'{o}'" for o in overrides) + "\n"
         else:

@@ -158,6 +158,11 @@ def base_values(spec: SweepSpec, base: Path, pipeline: bool) -> dict[str, Any] |
     return values
 
 
+def seed_dir(run_dir: Path, seed: int | None) -> Path:
+    """Where a trial's run of one of the sweep's `seeds` lives (the trial folder itself without `seeds`)."""
+    return run_dir if seed is None else run_dir / f"seed-{seed}"
+
+
 def override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-from llmforge.sweep.spec import SweepSpec, override
+from llmforge.sweep.spec import SweepSpec, override, seed_dir
 
 log = logging.getLogger("llmforge")
 HOST = socket.gethostname()
@@ -209,7 +209,7 @@ def run_trial(trial: optuna.Trial, spec: SweepSpec, base: Path, pipeline: bool, 
     try:
         for seed in spec.seeds or [None]:
             # one run per seed, in order; the pruner sees them as one curve (seed k's steps after seed k-1's)
-            target = run_dir if seed is None else run_dir / f"seed-{seed}"
+            target = seed_dir(run_dir, seed)
             extra = [] if seed is None else [override("seed", seed)]
             log_file = folder / "logs" / f"{run_dir.name}{'' if seed is None else f'-seed-{seed}'}.log"
             result, offset = _run(trial, spec, pipeline, seed, command(base, pipeline, target, [*overrides, *extra]),
@@ -261,14 +261,9 @@ def final_step(run_dir: Path) -> int | None:
 
 def _last_logged(run_dir: Path) -> int:
     """The last step in a run's metrics.jsonl (for a run whose length is set in epochs), 0 without one."""
-    steps = [0]
-    if (run_dir / "metrics.jsonl").is_file():
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            try:
-                steps.append(int(json.loads(line).get("step", 0)))
-            except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
-                continue
-    return max(steps)
+    from llmforge.engine.run_record import MetricsLog
+
+    return max((int(row["step"]) for row in MetricsLog(run_dir / "metrics.jsonl").read() if "step" in row), default=0)
 
 
 def _watch(trial: optuna.Trial, process: subprocess.Popen, run_dir: Path, spec: SweepSpec,
