@@ -16,7 +16,7 @@ from llmforge import __version__
 from llmforge.commands import bench as bench_command
 from llmforge.commands import eval as eval_command
 from llmforge.commands import serve as serve_command
-from llmforge.engine.preemption import Stopped
+from llmforge.engine.stopped import Stopped
 from llmforge.errors import UserError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2

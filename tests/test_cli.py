@@ -29,3 +29,15 @@ def test_every_subcommand_has_an_example_and_every_option_a_meaning():
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"llmforge {name} {'/'.join(action.option_strings) or action.dest}: no help text"
+
+
+def test_help_does_not_wait_for_torch():
+    """`llmforge --help` and a config typo answer at once: building the parser imports neither torch nor
+    transformers (a stage imports them when it runs)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from llmforge.cli import build_parser; build_parser(); "
+             "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

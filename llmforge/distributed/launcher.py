@@ -21,7 +21,8 @@ import yaml
 from llmforge.config.schema import RunConfig
 from llmforge.distributed.state import backend, launched_externally
 from llmforge.distributed.strategy import deepspeed_config, fsdp_arguments
-from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED, elastic_signals
+from llmforge.engine.preemption import elastic_signals
+from llmforge.engine.stopped import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from llmforge.errors import UserError
 
 

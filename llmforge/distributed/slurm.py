@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from llmforge.config.schema import RunConfig
-from llmforge.engine.preemption import EXIT_PREEMPTED
+from llmforge.engine.stopped import EXIT_PREEMPTED
 from llmforge.errors import UserError
 
 

@@ -2,8 +2,7 @@
 kill) and a first Ctrl-C make every rank finish its current optimizer step, write a complete checkpoint and
 exit; running the same command again resumes exactly. A second Ctrl-C stops at once.
 
-Exit codes: 75 (EX_TEMPFAIL, "try again") after SIGTERM/SIGUSR1, which `llmforge slurm`'s script answers by
-requeueing the job; 130 after Ctrl-C. The request is agreed across ranks at every step end (one tiny
+Exit codes: see `llmforge.engine.stopped`. The request is agreed across ranks at every step end (one tiny
 all-reduce), so ranks that got the signal and ranks that did not stop at the same step.
 """
 
@@ -17,7 +16,6 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-EXIT_PREEMPTED, EXIT_INTERRUPTED = 75, 130
 SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
 
@@ -73,17 +71,6 @@ class PreemptionCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
-
-
-class Stopped(Exception):
-    """Training stopped on a signal after writing a checkpoint; the run resumes from it."""
-
-    def __init__(self, signal_name: str, step: int, checkpoint: str | None) -> None:
-        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-        self.exit_code = EXIT_INTERRUPTED if signal_name == "SIGINT" else EXIT_PREEMPTED
-        saved = f"{checkpoint} is saved" if checkpoint else "no checkpoint could be written"
-        super().__init__(f"stopped by {signal_name} after step {step}: {saved}. Run the same command again to "
-                         "resume from there.")
 
 
 def elastic_signals() -> None:

@@ -35,8 +35,9 @@ from llmforge.engine.console import ConsoleCallback, banner
 from llmforge.engine.files import disk_full, disk_full_message, folder_fingerprint, publish_dir
 from llmforge.engine.parts import StageParts
 from llmforge.engine.paths import RunOutcome, RunPaths
-from llmforge.engine.preemption import PreemptionCallback, Requested, Stopped
+from llmforge.engine.preemption import PreemptionCallback, Requested
 from llmforge.engine.run_record import MetricsLog, RunRecord
+from llmforge.engine.stopped import Stopped
 from llmforge.engine.tracking import RunLog, open_trackers
 from llmforge.errors import UserError
 from llmforge.machine import machine_info

@@ -22,8 +22,8 @@ from llmforge.config import dump
 from llmforge.config.stages import spec_for
 from llmforge.engine import capabilities
 from llmforge.engine.files import atomic_write_json, atomic_write_text, remove_dir
-from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED, Stopped
 from llmforge.engine.run_record import changes_since
+from llmforge.engine.stopped import EXIT_INTERRUPTED, EXIT_PREEMPTED, Stopped
 from llmforge.engine.tracking import PipelineGroup
 from llmforge.errors import UserError
 from llmforge.pipeline import retention

@@ -174,7 +174,7 @@ def test_sigkill_of_the_ddp_launcher_stops_its_workers_and_resumes_exactly(recip
 def test_sigterm_to_a_ddp_launcher_checkpoints_every_rank_and_resumes_exactly(recipe, runs):
     """SIGTERM to the launcher (what a scheduler sends): it is forwarded to both workers, which finish the step,
     agree on it, write one complete checkpoint and exit 75; the rerun ends with the uninterrupted weights."""
-    from llmforge.engine.preemption import EXIT_PREEMPTED
+    from llmforge.engine.stopped import EXIT_PREEMPTED
 
     if "ddp" not in runs:
         pytest.skip("the ddp run failed")

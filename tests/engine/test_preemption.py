@@ -12,7 +12,7 @@ import time
 import pytest
 
 from llmforge.engine import checkpoints
-from llmforge.engine.preemption import EXIT_INTERRUPTED, EXIT_PREEMPTED
+from llmforge.engine.stopped import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from tests.faults.harness import same_weights
 from tests.helpers import cli_command, run_cli, write_recipe
 
