@@ -32,8 +32,8 @@ def test_every_subcommand_has_an_example_and_every_option_a_meaning():
 
 
 def test_help_does_not_wait_for_torch():
-    """`llmforge --help` and a config typo answer at once: building the parser imports neither torch nor
-    transformers (a stage imports them when it runs)."""
+    """`llmforge --help` answers at once: building the parser imports neither torch nor transformers (a
+    command imports them when it runs; validating a recipe still does, through the stages' declarations)."""
     import subprocess
     import sys
 
