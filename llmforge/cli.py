@@ -25,15 +25,15 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
 def _train(args: argparse.Namespace) -> int:
     from llmforge.config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # before torch is imported: a typo is answered at once
     from llmforge.distributed import launcher
 
-    cfg = load_config(args.config, args.overrides)
     if args.dry_run:
         print(launcher.describe_launch(cfg, args.config, args.overrides))
         return EXIT_OK
     from llmforge.config.stages import spec_for
     from llmforge.distributed.state import die_with_launcher, leave_process_group
-    from llmforge.engine.console import summary
     from llmforge.engine.runner import check_runnable, run_stage
 
     die_with_launcher()
@@ -46,16 +46,19 @@ def _train(args: argparse.Namespace) -> int:
     finally:
         leave_process_group()
     if outcome.is_main:
+        from llmforge.engine.console import summary
+
         print(summary(outcome.status, outcome.output_dir, outcome.metrics, outcome.metrics.get("train_wall_seconds")))
     return EXIT_OK
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from llmforge.engine.console import summary
-    from llmforge.pipeline.execution import plan, run_pipeline
     from llmforge.pipeline.spec import load_pipeline
 
-    pipeline = load_pipeline(args.config, args.overrides)
+    pipeline = load_pipeline(args.config, args.overrides)  # before torch is imported, as in _train
+    from llmforge.engine.console import summary
+    from llmforge.pipeline.execution import plan, run_pipeline
+
     print("\n".join(plan(pipeline)), flush=True)
     if args.dry_run:
         for stage in pipeline.stages:
@@ -341,13 +344,9 @@ def _quiet_libraries(verbose: bool) -> None:
     # lm-eval warns that a model passed as an object ignores its loading options: that is how llmforge passes it
     logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from llmforge.engine.console import quiet
+    from llmforge.engine.quiet import quiet
 
     quiet(verbose)
-    if not sys.stderr.isatty():
-        import datasets
-
-        datasets.disable_progress_bars()
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -363,7 +362,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     code = _run(argv)
-    from llmforge.distributed.state import launched_externally
+    from llmforge.distributed import launched_externally
 
     if launched_externally():
         # A launched worker has published its output and left its process group; interpreter teardown can

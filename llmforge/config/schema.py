@@ -13,6 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DATA_FORMATS = ("text", "alpaca", "sharegpt", "messages", "preference", "prompt")
+# which of them each kind of stage trains on
+SFT_FORMATS = ("alpaca", "sharegpt", "messages", "text")
+PAIR_FORMATS = ("preference",)  # what rm, dpo and kto train on
+PROMPT_FORMATS = ("prompt", "preference")  # what the online stages generate from (a pair's prompt)
 
 
 class Section(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from llmforge.config.schema import DataConfig
+from llmforge.config.schema import PAIR_FORMATS, PROMPT_FORMATS, DataConfig
 from llmforge.data.cache import cache_key
 from llmforge.data.chat import encode_prompt, render
 from llmforge.data.formats import graded_prompts, to_prompt
@@ -26,8 +26,6 @@ from llmforge.data.splits import check_formats, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
-PAIR_FORMATS = ("preference",)  # what rm, dpo and kto train on
-PROMPT_FORMATS = ("prompt", "preference")  # what the online stages generate from (a pair's prompt)
 PREFERENCE_VERSION = 2  # 2: truncated pairs keep only the tokens that train
 EMPTY: dict[str, Any] = {"prompt": [], "chosen": [], "rejected": [], "prompt_ids": [], "chosen_ids": [],
                          "rejected_ids": []}

@@ -14,7 +14,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from llmforge.config.schema import DataConfig
+from llmforge.config.schema import SFT_FORMATS, DataConfig
 from llmforge.data.cache import cache_key
 from llmforge.data.chat import IGNORE, encode_row
 from llmforge.data.formats import graded_prompts
@@ -24,7 +24,6 @@ from llmforge.data.splits import check_formats, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
-SFT_FORMATS = ("alpaca", "sharegpt", "messages", "text")
 SFT_VERSION = 2  # 2: cache entries carry their row/token counts
 
 

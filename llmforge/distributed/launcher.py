@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from llmforge.config.schema import RunConfig
-from llmforge.distributed.state import backend, launched_externally
+from llmforge.distributed import launched_externally
+from llmforge.distributed.state import backend
 from llmforge.distributed.strategy import deepspeed_config, fsdp_arguments
-from llmforge.engine.preemption import elastic_signals
 from llmforge.engine.stopped import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from llmforge.errors import UserError
 
@@ -103,7 +103,8 @@ def launch(cfg: RunConfig, config_path: str, overrides: list[str]) -> int:
         max_restarts=0,
         monitor_interval=0.5,
     )
-    elastic_signals()
+    # torch's elastic agent forwards TERM/INT/HUP/QUIT to the workers; SIGUSR1 too (engine/preemption.py)
+    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
     try:
         elastic_launch(config, sys.executable)(*worker_arguments(config_path, overrides))
     except ChildFailedError as exc:

@@ -15,16 +15,13 @@ import sys
 import torch
 from accelerate import PartialState
 
+from llmforge.distributed import launched_externally
+
 PR_SET_PDEATHSIG = 1
 
 
 def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
-
-
-def launched_externally() -> bool:
-    """True inside torchrun/accelerate launch workers (they set LOCAL_RANK)."""
-    return "LOCAL_RANK" in os.environ
 
 
 def backend() -> str:

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.config.schema import RunConfig
-from llmforge.distributed.state import backend, launched_externally
+from llmforge.distributed import launched_externally
+from llmforge.distributed.state import backend
+from llmforge.engine.quiet import deepspeed_accelerator
 from llmforge.errors import UserError
 from llmforge.precision import decide
 
 
 def deepspeed_config(cfg: RunConfig) -> dict[str, Any]:
+    deepspeed_accelerator()
     dist = cfg.distributed
     if dist.deepspeed_config:
         path = Path(dist.deepspeed_config)

@@ -107,29 +107,3 @@ def summary(status: str, output_dir: Any, metrics: dict[str, Any], seconds: floa
     shown = "  ".join(f"{key} {number(metrics[key])}" for key in keys if isinstance(metrics.get(key), (int, float)))
     took = f" in {duration(seconds)}" if seconds else ""
     return f"{status}{took}: {output_dir}" + (f"  {shown}" if shown else "")
-
-
-def quiet(verbose: bool) -> None:
-    """Keep third-party chatter out of the user's view unless --verbose: DeepSpeed's accelerator line,
-    transformers' progress bars and load reports (an expected new head), deprecation warnings."""
-    import os
-    import warnings
-
-    if verbose:
-        return
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no "Setting accelerator to CPU" warning
-    except ImportError:
-        pass
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=".*is deprecated.*")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()

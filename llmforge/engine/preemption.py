@@ -8,7 +8,6 @@ all-reduce), so ranks that got the signal and ranks that did not stop at the sam
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Any
@@ -71,8 +70,3 @@ class PreemptionCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
-
-
-def elastic_signals() -> None:
-    """Make torch's elastic agent forward SIGUSR1 to the workers too (it forwards TERM/INT/HUP/QUIT)."""
-    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")

@@ -26,7 +26,6 @@ from llmforge.engine.files import (
 )
 from llmforge.engine.paths import RunOutcome, RunPaths
 from llmforge.engine.run_record import OutputLock, RunRecord
-from llmforge.engine.training import train
 from llmforge.errors import UserError
 from llmforge.machine import machine_info
 
@@ -56,6 +55,8 @@ def run_stage(cfg: RunConfig, spec: StageSpec) -> RunOutcome:
     lock = OutputLock(paths.root) if state.is_main_process else contextlib.nullcontext()
     with lock:
         if spec.trains:
+            from llmforge.engine.training import train  # Trainer and TRL: not needed to check or launch a run
+
             return train(cfg, spec, paths, record, state)
         if not state.is_main_process:  # a producing stage runs on one process
             state.wait_for_everyone()

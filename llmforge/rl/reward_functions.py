@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmforge.errors import UserError
-from llmforge.eval.answers import is_correct, last_number
 from llmforge.user_code import import_function
 
 
@@ -39,11 +38,17 @@ def completion_text(completion: Any) -> str:
 
 def arithmetic(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
     """1.0 when the completion's first integer is the answer, else 0.0."""
+    from llmforge.eval.answers import (
+        is_correct,  # here: the eval package imports torch, and recipes load without it
+    )
+
     return [float(is_correct(completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
 
 
 def final_number(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
     """1.0 when the completion's last number is the answer's (GSM8K style: the answer may end '#### 42')."""
+    from llmforge.eval.answers import last_number
+
     truths = [last_number(str(a).split("####")[-1]) for a in answer]
     return [float(t is not None and last_number(completion_text(c)) == t) for c, t in zip(completions, truths,
                                                                                            strict=True)]

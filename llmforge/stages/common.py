@@ -1,4 +1,4 @@
-"""Pieces several stages share: lineage records and model summaries."""
+"""Pieces several stages share: lineage records and model summaries (imported inside them, see stages/__init__)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,20 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from transformers import AutoModelForSequenceClassification
+from typing import TYPE_CHECKING, Any
 
 from llmforge.config.schema import RunConfig
-from llmforge.distributed.state import process_state
-from llmforge.engine.adapters import apply_adapter, lora_config
-from llmforge.engine.files import publish_dir
-from llmforge.registry import LoadedModel, ModelSource, count_parameters, load_model
-from llmforge.registry.folders import save_model_folder
-from llmforge.registry.runs import read_run_info
+
+if TYPE_CHECKING:
+    from llmforge.registry import LoadedModel, ModelSource
 
 log = logging.getLogger("llmforge")
 
 
 def parent_of(source: ModelSource) -> dict[str, Any]:
     """How run.json names the model a run started from (a previous run by path and fingerprint)."""
+    from llmforge.registry.runs import read_run_info
+
     parent: dict[str, Any] = {"role": "model", "kind": source.kind, "name": source.name,
                               "location": source.location}
     if source.run_dir is not None:
@@ -35,6 +32,8 @@ def parent_of(source: ModelSource) -> dict[str, Any]:
 
 def model_summary(loaded: LoadedModel, trained: Any = None) -> dict[str, Any]:
     """Family, size and dtype; parameter counts are of `trained` (the model after any adapter)."""
+    from llmforge.registry import count_parameters
+
     trainable, total = count_parameters(trained if trained is not None else loaded.model)
     return {"family": loaded.family.name, "model_type": loaded.model.config.model_type,
             "parameters": total, "trainable_parameters": trainable, "dtype": str(loaded.model.dtype)}
@@ -46,6 +45,8 @@ def trainer_adapter(cfg: RunConfig, loaded: LoadedModel) -> tuple[dict[str, Any]
 
     none/freeze are applied here, in place; LoRA's trainable count is TRL's to decide, so it is left out.
     """
+    from llmforge.engine.adapters import apply_adapter, lora_config
+
     if cfg.adapter.type not in ADAPTER_TYPES:
         apply_adapter(loaded.model, cfg.adapter, loaded.family)
         return {}, {**model_summary(loaded), "adapter": cfg.adapter.type}
@@ -65,6 +66,9 @@ def anchor_start(cfg: RunConfig, loaded: LoadedModel, needed: bool | None = None
     (a preset built from scratch, an adapter merged on load, a new score head) are saved once
     to output_dir/base. `needed` defaults to "the run trains an adapter".
     """
+    from llmforge.distributed.state import process_state
+    from llmforge.engine.files import publish_dir
+
     if not (cfg.adapter.type in ADAPTER_TYPES if needed is None else needed):
         return None
     location = loaded.reloadable_from
@@ -88,6 +92,8 @@ def save_base(folder: Path, loaded: LoadedModel) -> None:
     """The start of an adapter run as a folder of its own. When its weights already lie in a local folder
     (an SFT run's final/ under a reward model's new head), they are hard-linked there (copied across file
     systems) and only the config, which records the head, is new."""
+    from llmforge.registry.folders import save_model_folder
+
     source = Path(loaded.weights_from) if loaded.weights_from else None
     files = [f for pattern in WEIGHT_FILES for f in source.glob(pattern)] if source and source.is_dir() else []
     if not files:
@@ -128,4 +134,8 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
 
 def load_side_model(cfg: RunConfig, name: str) -> LoadedModel:
     """A one-score model (reward or value) named like model.name, loaded with the run's dtype and trust settings."""
+    from transformers import AutoModelForSequenceClassification
+
+    from llmforge.registry import load_model
+
     return load_model(cfg.model.for_other(name), AutoModelForSequenceClassification, num_labels=1)

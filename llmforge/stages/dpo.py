@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
-from trl import DPOConfig, DPOTrainer
 
-from llmforge.config.schema import RunConfig, Section
+from llmforge.config.schema import PAIR_FORMATS, RunConfig, Section
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.preference import PAIR_FORMATS, prepare_preference_data
-from llmforge.engine.adapters import quantization_kwargs
-from llmforge.engine.parts import StageParts
-from llmforge.registry import LoadedModel, load_model
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
@@ -30,11 +25,17 @@ from llmforge.stages.common import (
     trainer_adapter,
 )
 
+if TYPE_CHECKING:
+    from llmforge.engine.parts import StageParts
+    from llmforge.registry import LoadedModel
+
 CONVERSATION_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
 def reference_model(cfg: RunConfig, policy: LoadedModel, name: str | None) -> tuple[Any, dict[str, Any] | None]:
     """(frozen reference, its lineage entry): a copy of the start, or the model `name` names."""
+    from llmforge.registry import load_model
+
     if name is None or name == cfg.model.name:
         return copy.deepcopy(policy.model), None
     ref = load_model(cfg.model.model_copy(update={"name": name, "tokenizer": None}))
@@ -45,6 +46,11 @@ def offline_preference_parts(cfg: RunConfig, ref_name: str | None, trainer_class
                              args: dict[str, Any], shape: Callable[[Any], Any] = lambda rows: rows) -> StageParts:
     """What dpo and kto share: the policy, its reference, the preference pairs (`shape` turns them into the
     rows the trainer reads) and exact match on held-out prompts after training."""
+    from llmforge.data.preference import prepare_preference_data
+    from llmforge.engine.adapters import quantization_kwargs
+    from llmforge.engine.parts import StageParts
+    from llmforge.registry import load_model
+
     loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
     anchor_start(cfg, loaded)
     parents = [parent_of(loaded.source)]
@@ -98,6 +104,8 @@ class DPOOptions(ReferenceOptions):
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from trl import DPOConfig, DPOTrainer
+
     options = cfg.dpo
     losses, weights = [options.loss_type], [1.0]
     if options.sft_weight > 0:

@@ -8,24 +8,14 @@ Generation stops at the family's end-of-turn token as well as EOS.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
-from trl import GRPOConfig, GRPOTrainer
 
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.preference import prepare_prompt_data
-from llmforge.distributed.state import process_state
-from llmforge.engine.adapters import quantization_kwargs
-from llmforge.engine.parts import StageParts
 from llmforge.errors import UserError
-from llmforge.eval.reward_model import load_reward_model
-from llmforge.inference import stops_of
-from llmforge.precision import current_device
-from llmforge.registry import load_model
 from llmforge.rl.reward_functions import RewardSource, completion_text
-from llmforge.rl.sampling import choose_engine
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
@@ -34,6 +24,9 @@ from llmforge.stages.common import (
     trainer_adapter,
 )
 from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
+
+if TYPE_CHECKING:
+    from llmforge.engine.parts import StageParts
 
 
 def trl_reward_function(source: RewardSource, columns: list[str]) -> Any:
@@ -52,6 +45,8 @@ def reward_sources(cfg: RunConfig, columns: list[str]) -> tuple[list[Any], list[
     """(reward functions/models, their tokenizers, lineage entries) in the order grpo.reward_weights uses."""
     funcs, tokenizers, parents = [], [], []
     if cfg.grpo.reward_model:
+        from llmforge.eval.reward_model import load_reward_model
+
         rm = load_reward_model(cfg.grpo.reward_model, "cpu", like=cfg.model)  # TRL places it beside the policy
         funcs.append(rm.model)
         tokenizers.append(rm.tokenizer)
@@ -74,6 +69,17 @@ class GRPOOptions(RewardSources):
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from trl import GRPOConfig, GRPOTrainer
+
+    from llmforge.data.preference import prepare_prompt_data
+    from llmforge.distributed.state import process_state
+    from llmforge.engine.adapters import quantization_kwargs
+    from llmforge.engine.parts import StageParts
+    from llmforge.inference import stops_of
+    from llmforge.precision import current_device
+    from llmforge.registry import load_model
+    from llmforge.rl.sampling import choose_engine
+
     options = cfg.grpo
     per_step = cfg.train.micro_batch_size * process_state().num_processes
     if per_step % options.num_generations:

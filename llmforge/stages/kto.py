@@ -7,17 +7,18 @@ works here too. Reference model, LoRA handling and evaluation are DPO's.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from datasets import Dataset
 from pydantic import Field
-from trl import KTOConfig, KTOTrainer
-from trl.data_utils import unpair_preference_dataset
 
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import StageSpec
-from llmforge.engine.parts import StageParts
 from llmforge.stages.dpo import ReferenceOptions, offline_preference_parts, offline_preference_spec
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from llmforge.engine.parts import StageParts
 
 
 class KTOOptions(ReferenceOptions):
@@ -28,6 +29,8 @@ class KTOOptions(ReferenceOptions):
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from trl import KTOConfig, KTOTrainer
+
     options = cfg.kto
     args = {"beta": options.beta, "loss_type": options.loss_type, "desirable_weight": options.desirable_weight,
             "undesirable_weight": options.undesirable_weight, "precompute_ref_log_probs": options.precompute_ref}
@@ -39,6 +42,8 @@ def unpaired(pairs: Dataset, seed: int) -> Dataset:
     """One row per answer, shuffled: TRL unpairs in blocks (a thousand chosen rows, then their rejected ones)
     and KTOConfig reads rows in order (train_sampling_strategy: sequential, TRL's default for KTO), so
     unshuffled the first batches would hold only desirable answers and the next only undesirable ones."""
+    from trl.data_utils import unpair_preference_dataset
+
     return unpair_preference_dataset(pairs).shuffle(seed=seed).flatten_indices()
 
 

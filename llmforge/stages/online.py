@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from llmforge.config.schema import RunConfig, Section
-from llmforge.data.preference import PROMPT_FORMATS
+from llmforge.config.schema import PROMPT_FORMATS, RunConfig, Section
 from llmforge.errors import UserError
 from llmforge.rl.reward_functions import REWARD_FUNCTIONS, RewardSource, resolve
 

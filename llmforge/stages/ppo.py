@@ -10,26 +10,13 @@ scores). The engine drives the returned PPOTrainer like any Trainer.
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.chat import encode_prompt
-from llmforge.data.preference import prepare_prompt_data
-from llmforge.distributed.strategy import accelerator_for
-from llmforge.engine.adapters import apply_adapter, quantization_kwargs
-from llmforge.engine.parts import StageParts
 from llmforge.errors import UserError
-from llmforge.eval.reward_model import load_reward_model, saved_statistics
-from llmforge.inference import stops_of
-from llmforge.precision import current_device
-from llmforge.registry import load_model
-from llmforge.rl.sampling import choose_engine
-from llmforge.rl.scoring import Scorer
-from llmforge.rl.selection import Selection
-from llmforge.rl.trainer import PPOTrainer
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
@@ -39,6 +26,10 @@ from llmforge.stages.common import (
     parent_of,
 )
 from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
+
+if TYPE_CHECKING:
+    from llmforge.engine.parts import StageParts
+    from llmforge.rl.selection import Selection
 
 
 def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role: str) -> None:
@@ -52,6 +43,9 @@ def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role
 
 
 def encoded_prompts(cfg: RunConfig, tokenizer: Any) -> tuple[Any, list[dict], dict[str, Any], int]:
+    from llmforge.data.chat import encode_prompt
+    from llmforge.data.preference import prepare_prompt_data
+
     prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "ppo")
     check_columns("ppo", cfg.ppo.sources(), [c for c in prompts.column_names if c != "prompt"])
     limit = cfg.data.max_length - cfg.ppo.max_new_tokens
@@ -100,6 +94,17 @@ class PPOOptions(RewardSources):
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from llmforge.distributed.strategy import accelerator_for
+    from llmforge.engine.adapters import apply_adapter, quantization_kwargs
+    from llmforge.engine.parts import StageParts
+    from llmforge.eval.reward_model import load_reward_model, saved_statistics
+    from llmforge.inference import stops_of
+    from llmforge.precision import current_device
+    from llmforge.registry import load_model
+    from llmforge.rl.sampling import choose_engine
+    from llmforge.rl.scoring import Scorer
+    from llmforge.rl.trainer import PPOTrainer
+
     options = cfg.ppo
     loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
     anchor_start(cfg, loaded)
@@ -155,6 +160,8 @@ def build(cfg: RunConfig) -> StageParts:
 
 
 def selection_of(cfg: RunConfig) -> Selection:
+    from llmforge.rl.selection import Selection
+
     stopping = cfg.train.early_stopping
     return Selection(cfg.checkpoint.best_metric, cfg.checkpoint.greater_is_better(),
                      stopping.patience if stopping else None, stopping.min_delta if stopping else 0.0)

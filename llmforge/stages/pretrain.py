@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from llmforge.config.schema import RunConfig
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.packing import BlockCollator
-from llmforge.data.pretrain import prepare_pretrain_data
-from llmforge.engine.parts import StageParts
-from llmforge.registry import load_model
 from llmforge.stages.common import capped_eval, model_summary, parent_of
+
+if TYPE_CHECKING:
+    from llmforge.engine.parts import StageParts
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from llmforge.data.packing import BlockCollator
+    from llmforge.data.pretrain import prepare_pretrain_data
+    from llmforge.engine.parts import StageParts
+    from llmforge.registry import load_model
+
     loaded = load_model(cfg.model)
     data = prepare_pretrain_data(cfg.data, loaded.tokenizer, cfg.seed, cfg.train.max_steps)
     return StageParts(

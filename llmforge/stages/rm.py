@@ -12,23 +12,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from datasets import Dataset
 from pydantic import Field
-from transformers import AutoModelForSequenceClassification
-from trl import RewardConfig, RewardTrainer
 
-from llmforge.config.schema import RunConfig, Section
+from llmforge.config.schema import PAIR_FORMATS, RunConfig, Section
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.preference import PAIR_FORMATS, prepare_preference_data
-from llmforge.engine.adapters import apply_adapter, quantization_kwargs
-from llmforge.engine.parts import StageParts
-from llmforge.eval.reward_model import STATS_FILE, load_reward_model, pair_metrics, score_ids, stats_of
-from llmforge.registry import load_model
-from llmforge.registry.tokenizer import ensure_distinct_pad
 from llmforge.stages.common import anchor_start, capped_eval, model_summary, parent_of
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from llmforge.engine.parts import StageParts
 
 log = logging.getLogger("llmforge")
 
@@ -56,6 +51,16 @@ def reward_statistics(pairs: Dataset, samples: int) -> Any:
     """finalize hook: score pairs with the saved model; write their mean/std beside it."""
 
     def finalize(staging: Path) -> dict[str, float]:
+        import torch
+
+        from llmforge.eval.reward_model import (
+            STATS_FILE,
+            load_reward_model,
+            pair_metrics,
+            score_ids,
+            stats_of,
+        )
+
         rm = load_reward_model(str(staging))
         subset = pairs.select(range(min(samples, len(pairs))))
         chosen = score_ids(rm.model, rm.tokenizer.pad_token_id, subset["chosen_ids"])
@@ -78,6 +83,15 @@ class RMOptions(Section):
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from llmforge.data.preference import prepare_preference_data
+    from llmforge.engine.adapters import apply_adapter, quantization_kwargs
+    from llmforge.engine.parts import StageParts
+    from llmforge.registry import load_model
+    from llmforge.registry.tokenizer import ensure_distinct_pad
+
     loaded = load_model(cfg.model, AutoModelForSequenceClassification, num_labels=1,
                         **quantization_kwargs(cfg.adapter))
     if ensure_distinct_pad(loaded.model, loaded.tokenizer):

@@ -8,28 +8,32 @@ other), grouped by length, or padded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trl import SFTConfig, SFTTrainer
-
-from llmforge.config.schema import RunConfig
+from llmforge.config.schema import SFT_FORMATS, RunConfig
 from llmforge.config.stages import Cost, StageSpec
-from llmforge.data.batching import (
-    attention_for,
-    grouped_order,
-    padded_tokens,
-    sft_batching,
-    trainer_arguments,
-)
-from llmforge.data.sft import SFT_FORMATS, prepare_sft_data, row_lengths
-from llmforge.engine.adapters import apply_adapter, quantization_kwargs
-from llmforge.engine.parts import StageParts
-from llmforge.precision import current_device
-from llmforge.registry import load_model
 from llmforge.stages.common import accuracy_eval, anchor_start, model_summary, parent_of
+
+if TYPE_CHECKING:
+    from llmforge.engine.parts import StageParts
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from trl import SFTConfig, SFTTrainer
+
+    from llmforge.data.batching import (
+        attention_for,
+        grouped_order,
+        padded_tokens,
+        sft_batching,
+        trainer_arguments,
+    )
+    from llmforge.data.sft import prepare_sft_data, row_lengths
+    from llmforge.engine.adapters import apply_adapter, quantization_kwargs
+    from llmforge.engine.parts import StageParts
+    from llmforge.precision import current_device
+    from llmforge.registry import load_model
+
     device = current_device()
     batching = sft_batching(cfg.data.packing, cfg.model.attn_implementation, device)
     attention = attention_for(batching, cfg.model.attn_implementation, device)
