@@ -104,14 +104,15 @@ def _dataset(args: argparse.Namespace) -> int:
 
     from llmforge.config.loader import parse_override
     from llmforge.config.schema import DataSource
-    from llmforge.eval import evaluate
 
     options = {".".join(key): value for key, value in map(parse_override, args.options)}
     try:
         source = DataSource(name=args.dataset, path=args.path, format=args.format, split=args.split,
                             max_samples=args.max_samples, options=options)
     except ValidationError as exc:
-        raise UserError(f"eval data: {exc.errors()[0]['msg']}") from None
+        raise UserError(f"eval data: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    from llmforge.eval import evaluate  # torch: after the arguments are known to be good
+
     print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
                               judge=args.judge)))
     return 0

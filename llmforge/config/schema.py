@@ -17,6 +17,9 @@ DATA_FORMATS = ("text", "alpaca", "sharegpt", "messages", "preference", "prompt"
 SFT_FORMATS = ("alpaca", "sharegpt", "messages", "text")
 PAIR_FORMATS = ("preference",)  # what rm, dpo and kto train on
 PROMPT_FORMATS = ("prompt", "preference")  # what the online stages generate from (a pair's prompt)
+# the files a data `path` may name, by suffix, and the `datasets` builder that reads each
+BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
+            ".text": "text", ".md": "text"}
 
 
 class Section(BaseModel):
@@ -77,6 +80,10 @@ class DataSource(Section):
     def _one_origin(self) -> DataSource:
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of 'name' (built-in or HF dataset) or 'path' (local file)")
+        if self.name is not None and self.name.lower().endswith(tuple(BUILDERS)):
+            # else it goes to the hub, which offline retries for half a minute before it fails
+            raise ValueError(f"'{self.name}' names a file: 'name' is for built-in and Hugging Face datasets, 'path' "
+                             "for files; give it as path")
         return self
 
 

@@ -15,13 +15,10 @@ from typing import Any
 import datasets
 from datasets import Dataset, IterableDataset
 
-from llmforge.config.schema import DataSource
+from llmforge.config.schema import BUILDERS, DataSource
 from llmforge.data.builtin import builtin_fingerprint, get_builtin, resolve_options
 from llmforge.data.rows import FileRows, SourceLabel, read_json_files
 from llmforge.errors import UserError
-
-BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text",
-            ".text": "text", ".md": "text"}
 
 
 @dataclass

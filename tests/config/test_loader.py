@@ -33,6 +33,14 @@ def test_unknown_key_names_file_and_suggests(tmp_path):
     assert "recipe.yaml" in message
 
 
+def test_a_file_given_as_a_dataset_name_is_refused_before_the_hub_is_asked(tmp_path, capsys):
+    """Offline, the hub retries a name for ~30 s before it fails; a name ending like a data file is a path."""
+    message = _error(tmp_path, "data.train.0.name=mine.JSONL")
+    assert "'mine.JSONL' names a file" in message and "give it as path" in message and "data.train.0" in message
+    assert main(["eval", str(tmp_path), "--dataset", "held-out.jsonl"]) == 2
+    assert "eval data: 'held-out.jsonl' names a file" in capsys.readouterr().err
+
+
 def test_unknown_key_from_command_line_is_attributed(tmp_path):
     message = _error(tmp_path, "train.warmup=0.1")
     assert "train.warmup" in message and "the command line" in message
