@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from llmforge.config.loader import parse_override
+    from llmforge.config.loader import check_message, parse_override
     from llmforge.config.schema import DataSource
 
     options = {".".join(key): value for key, value in map(parse_override, args.options)}
@@ -110,7 +110,7 @@ def _dataset(args: argparse.Namespace) -> int:
         source = DataSource(name=args.dataset, path=args.path, format=args.format, split=args.split,
                             max_samples=args.max_samples, options=options)
     except ValidationError as exc:
-        raise UserError(f"eval data: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        raise UserError(f"eval data: {check_message(exc.errors()[0])}") from None
     from llmforge.eval import evaluate  # torch: after the arguments are known to be good
 
     print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,

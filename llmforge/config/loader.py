@@ -222,6 +222,11 @@ def load_config(config_path: str | Path, overrides: list[str] | tuple[str, ...] 
     return validate(load_raw(config_path, overrides))
 
 
+def check_message(error: dict[str, Any]) -> str:
+    """A validator's own words from one pydantic error, without the "Value error, " pydantic puts before them."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 def _describe(error: dict[str, Any], raw: RawConfig) -> str:
     loc = [str(part) for part in error["loc"]]
     dotted = ".".join(loc) or "(top level)"
@@ -236,7 +241,7 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
         return f"missing required key '{dotted}'. Add it to the recipe or pass {dotted}=... on the command line."
     if not loc or error["type"] == "value_error" and isinstance(error.get("input"), dict):
         # a check across keys (a model validator): the message names them; there is no single value to show
-        message = error["msg"].removeprefix("Value error, ")
+        message = check_message(error)
         return f"{message} (section {dotted}; set in {where})." if loc else f"{message}."
     got = error.get("input")
     shown = repr(got) if not isinstance(got, dict) else "a mapping"

@@ -38,9 +38,8 @@ def completion_text(completion: Any) -> str:
 
 def arithmetic(completions: list[Any], answer: list[str | None], **_: Any) -> list[float]:
     """1.0 when the completion's first integer is the answer, else 0.0."""
-    from llmforge.eval.answers import (
-        is_correct,  # here: the eval package imports torch, and recipes load without it
-    )
+    # imported here: the eval package imports torch, and recipes naming this function load without it
+    from llmforge.eval.answers import is_correct
 
     return [float(is_correct(completion_text(c), a)) for c, a in zip(completions, answer, strict=True)]
 
