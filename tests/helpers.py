@@ -76,6 +76,18 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmforge", *args]
 
 
+TRAINING_LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "deepspeed")
+
+
+def training_libraries_imported_by(code: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run `code` in a fresh interpreter from the project root; returns the process and which of
+    TRAINING_LIBRARIES it imported (what a command that never trains must not wait for)."""
+    probe = f"import json, sys\n{code}\nprint(json.dumps(sorted(set({TRAINING_LIBRARIES!r}) & set(sys.modules))))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result, json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_cli(*args: str, timeout: float = 300, threads: int | None = None,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `llmforge ARGS` in a fresh process and capture its output (with `threads` torch threads when its
