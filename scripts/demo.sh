@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml): 3 minutes on a
-# 2-core Xeon, 7 on a 2-core EPYC with setup included.
+# 2-core Xeon, 7 on a 2-core EPYC with setup included. It does this:
 # pretrain a ~1M-parameter Llama-style model on the built-in corpus, fine-tune it on the built-in arithmetic
 # task, train a reward model, align the SFT model with PPO and with DPO, evaluate every stage, and write
 # runs/tiny-rlhf/report.md (and .html, with plots). Run it again: finished stages are skipped.
