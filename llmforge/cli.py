@@ -375,10 +375,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# Arguments that name a model (MODEL, --model, --against, --judge, --safety-judge): each is resolved before the
+# command imports torch, so a mistyped run folder is answered at once.
+MODEL_ARGUMENTS = ("model", "against", "judge", "safety_judge")
+
+
+def _check_models(args: argparse.Namespace) -> None:
+    from llmforge.registry.sources import resolve_source
+
+    for key in MODEL_ARGUMENTS:
+        if isinstance(getattr(args, key, None), str):
+            resolve_source(getattr(args, key))
+
+
 def _run(argv: Sequence[str] | None) -> int:
     args = parse(argv)
     _quiet_libraries(getattr(args, "verbose", False))
     try:
+        _check_models(args)
         return args.func(args)
     except UserError as exc:
         print(f"llmforge: error: {exc}", file=sys.stderr)

@@ -48,3 +48,19 @@ def test_help_and_recipe_errors_do_not_wait_for_torch(argv):
     assert imported == []
     if argv is not None:
         assert "'trian'" in result.stderr or ("stage 'sft'" in result.stderr and "got 'fast'" in result.stderr)
+
+
+@pytest.mark.parametrize("argv", [
+    ["export", "{runs}/sft-lroa", "{runs}/exported"],
+    ["serve", "tuned={runs}/sft-lroa"],
+    ["eval", "tiny-llama", "--dataset", "arithmetic-prompts", "--against", "{runs}/sft-lroa"],
+])
+def test_a_mistyped_model_folder_is_answered_before_torch(argv, tmp_path):
+    """A model argument naming a folder that is not there exits 2 with the nearest folder, before the command
+    imports torch (it took 3.6-4 s to say so; `runs/x`, relative, took ~33 s of hub retries offline)."""
+    run = tmp_path / "runs" / "sft-lora"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    argv = [part.format(runs=tmp_path / "runs") for part in argv]
+    result, imported = training_libraries_imported_by(f"from llmforge.cli import main; assert main({argv!r}) == 2")
+    assert imported == [] and f"Did you mean '{run}'?" in result.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -21,26 +21,10 @@ from llmforge.precision import DTYPES
 from llmforge.registry.families import Family, family_for
 from llmforge.registry.folders import adapter_base
 from llmforge.registry.presets import DROPOUT_OFF, PRESETS, Preset
-from llmforge.registry.runs import read_run_info
+from llmforge.registry.sources import ADAPTER_FILE, ModelSource, resolve_source
 from llmforge.registry.tokenizer import tiny_tokenizer
 
-SourceKind = Literal["preset", "folder", "adapter", "run", "hub"]
-ADAPTER_FILE = "adapter_config.json"
 CONFIG_KWARGS = ("num_labels",)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where `model.name` points, before anything is loaded."""
-
-    kind: SourceKind
-    name: str
-    location: str  # preset name, folder path, or hub id
-    run_dir: Path | None = None
-
-    @property
-    def preset(self) -> Preset | None:
-        return PRESETS.get(self.location) if self.kind == "preset" else None
 
 
 @dataclass
@@ -51,36 +35,6 @@ class LoadedModel:
     source: ModelSource
     reloadable_from: str | None = None  # where from_pretrained finds these exact weights (None: built or merged)
     weights_from: str | None = None  # a local folder holding these weights, but not this model's config
-
-
-def resolve_source(name: str) -> ModelSource:
-    """Preset, then local folder (a run's output or an HF folder), then hub id."""
-    if name in PRESETS:
-        return ModelSource("preset", name, name)
-    path = Path(name).expanduser()
-    if path.exists():
-        if (path / "run.json").is_file():
-            return _run_source(name, path)
-        if (path / "config.json").is_file():
-            return ModelSource("folder", name, str(path))
-        if (path / ADAPTER_FILE).is_file():
-            return ModelSource("adapter", name, str(path))
-        raise UserError(f"model.name '{name}' is a folder without config.json or run.json: it is neither a "
-                        "Hugging Face model folder nor an llmforge run. Point it at the folder that holds "
-                        "config.json, or at a run's output_dir.")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"model.name '{name}' looks like a path but does not exist.{did_you_mean(name, PRESETS)}")
-    return ModelSource("hub", name, name)
-
-
-def _run_source(name: str, run_dir: Path) -> ModelSource:
-    info = read_run_info(run_dir)
-    final = run_dir / "final"
-    if info.get("status") != "completed" or not any((final / f).is_file() for f in ("config.json", ADAPTER_FILE)):
-        raise UserError(f"model.name '{name}' is an llmforge run that has not completed (status: "
-                        f"{info.get('status', 'unknown')}). Finish it first (run the same command again to "
-                        "resume), or name a completed run.")
-    return ModelSource("run", name, str(final), run_dir=run_dir)
 
 
 def resolve_dtype(name: str) -> torch.dtype:

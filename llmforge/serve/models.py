@@ -18,7 +18,7 @@ from llmforge.config.schema import ModelConfig
 from llmforge.errors import UserError
 from llmforge.registry import LoadedModel, load_model, resolve_source
 from llmforge.registry.folders import adapter_base
-from llmforge.registry.models import ADAPTER_FILE
+from llmforge.registry.sources import ADAPTER_FILE
 from llmforge.serve.engine import BatchingEngine
 
 
@@ -33,31 +33,6 @@ class Served:
     adapter: str | None  # the adapter that answers for this name (None: the model itself)
     context: int  # prompt + completion tokens the model's positions allow
     created: int
-
-
-def parse_arguments(arguments: list[str], names: list[str]) -> list[tuple[str, str]]:
-    """[(name, model)] from the MODEL arguments (NAME=MODEL allowed) and `--name NAME=MODEL` options."""
-    pairs: list[tuple[str | None, str]] = []
-    for given in [*arguments, *names]:
-        name, sep, model = given.partition("=")
-        if sep and not Path(given).exists():
-            if not name or not model:
-                raise UserError(f"'{given}': write NAME=MODEL, e.g. dpo=runs/tiny-rlhf/dpo.")
-            pairs.append((name, model))
-        else:
-            pairs.append((None, given))
-    if not pairs:
-        raise UserError("name at least one model to serve, e.g. `llmforge serve runs/tiny-rlhf/sft`.")
-    folder_names = [Path(model.rstrip("/")).name or model for _, model in pairs]
-    resolved = []
-    for (name, model), folder in zip(pairs, folder_names, strict=True):
-        resolved.append((name or (folder if folder_names.count(folder) == 1 else model), model))
-    seen: set[str] = set()
-    for name, model in resolved:
-        if name in seen:
-            raise UserError(f"two models are served as '{name}'; name them apart with --name NAME={model}.")
-        seen.add(name)
-    return resolved
 
 
 def _adapter_location(model: str) -> str | None:

@@ -28,7 +28,8 @@ def serve(models: list[str], names: list[str], host: str = "127.0.0.1", port: in
 
     from llmforge.precision import current_device
     from llmforge.serve.app import create_app
-    from llmforge.serve.models import load_served, parse_arguments
+    from llmforge.serve.models import load_served
+    from llmforge.serve.naming import parse_arguments
 
     if max_batch_size < 1 or max_queue < 1:
         raise UserError("--max-batch-size and --max-queue must be at least 1.")

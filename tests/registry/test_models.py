@@ -81,6 +81,16 @@ def test_bad_names_are_user_errors(tmp_path):
         load_model(ModelConfig(name="tiny-lama"))  # a hub id offline: fails with the preset hint
 
 
+def test_a_missing_name_whose_first_folder_is_here_is_a_path_not_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "sft-lora").mkdir(parents=True)
+    with pytest.raises(UserError, match="does not exist. Did you mean 'runs/sft-lora'"):
+        resolve_source("runs/sft-lroa")  # offline, asking the hub for it took ~33 s of retries
+    with pytest.raises(UserError, match="runs/ holds sft-lora."):
+        resolve_source("runs/dpo")
+    assert resolve_source("Qwen/Qwen2.5-0.5B").kind == "hub"  # no folder Qwen here: a hub id
+
+
 def test_trust_remote_code_is_off_by_default():
     assert ModelConfig(name="x").trust_remote_code is False
 
