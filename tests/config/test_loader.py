@@ -37,7 +37,7 @@ def test_a_file_given_as_a_dataset_name_is_refused_before_the_hub_is_asked(tmp_p
     """Offline, the hub retries a name for ~30 s before it fails; a name ending like a data file is a path."""
     message = _error(tmp_path, "data.train.0.name=mine.JSONL")
     assert "'mine.JSONL' names a file" in message and "give it as path" in message and "data.train.0" in message
-    assert main(["eval", str(tmp_path), "--dataset", "held-out.jsonl"]) == 2
+    assert main(["eval", "tiny-llama", "--dataset", "held-out.jsonl"]) == 2
     assert "eval data: 'held-out.jsonl' names a file" in capsys.readouterr().err
 
 
