@@ -11,9 +11,11 @@ import subprocess
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 
-from tests.helpers import checkpoint_complete, cli_command, kill_when, run_cli, write_recipe
+from llmforge.sweep.spec import base_values, load_sweep
+from tests.helpers import ROOT, checkpoint_complete, cli_command, kill_when, run_cli, write_recipe
 
 QUICK = {"stage": "pretrain", "seed": 3, "model": {"name": "tiny-llama"},
          "data": {"train": [{"name": "tinytext", "options": {"num_documents": 200}}],
@@ -42,6 +44,12 @@ def study_of(folder: Path) -> optuna.Study:
 
 def counted(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in study.trials if not t.user_attrs.get("surplus")]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_checks_against_its_base_and_starts_from_the_shipped_values(path):
+    spec, base, pipeline = load_sweep(path)  # every search key resolved against the base recipe
+    assert base_values(spec, base, pipeline) is not None  # trial 0 runs the recipe as shipped
 
 
 def test_a_bad_search_key_exits_2_before_any_trial(tmp_path):
