@@ -384,8 +384,9 @@ def _check_models(args: argparse.Namespace) -> None:
     from llmforge.registry.sources import resolve_source
 
     for key in MODEL_ARGUMENTS:
-        if isinstance(getattr(args, key, None), str):
-            resolve_source(getattr(args, key))
+        value = getattr(args, key, None)
+        if isinstance(value, str):
+            resolve_source(value)
 
 
 def _run(argv: Sequence[str] | None) -> int:

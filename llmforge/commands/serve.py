@@ -24,11 +24,6 @@ def add_arguments(srv: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llmforge.registry.sources import resolve_source
-    from llmforge.serve.naming import parse_arguments
-
-    for _, model in parse_arguments(args.models, args.name):
-        resolve_source(model)  # a mistyped model is answered before the server imports torch
     from llmforge.serve.server import serve
 
     return serve(args.models, names=args.name, host=args.host, port=args.port, api_key=args.api_key,

@@ -4,12 +4,11 @@ mistyped run folder is answered at once instead of after the imports (or a hub l
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from llmforge.errors import UserError, did_you_mean
+from llmforge.errors import UserError, closest, did_you_mean
 from llmforge.registry.presets import PRESETS, Preset
 from llmforge.registry.runs import read_run_info
 
@@ -53,24 +52,23 @@ def resolve_source(name: str) -> ModelSource:
 
 
 def _folders_beside(path: Path) -> list[str] | None:
-    """The folders in the folder a missing path names (`runs/sft-lroa`: those in runs/), None when that folder is
-    not here. A name whose first part is a folder here is a path, not a hub id: asking the hub would only fail,
-    and offline only after ~30 s of retries."""
+    """The names of the folders in the folder a missing path names (`runs/sft-lroa`: those in runs/), None when
+    that folder is not here. A name whose first part is a folder here is a path, not a hub id: asking the hub
+    would only fail, and offline only after ~30 s of retries."""
     parent = path.parent
     if parent == Path(".") or not parent.is_dir():
         return None
-    return sorted(str(child) for child in parent.iterdir() if child.is_dir() and not child.name.startswith("."))
+    return sorted(child.name for child in parent.iterdir() if child.is_dir() and not child.name.startswith("."))
 
 
 def _nearest(name: str, path: Path, beside: list[str] | None) -> str:
     if beside is None:
         return did_you_mean(name, PRESETS)
-    names = [Path(folder).name for folder in beside]
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    close = closest(path.name, beside)
     if close:
-        return f" Did you mean '{path.parent / close[0]}'?"
-    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-    return f" {path.parent}/ holds {shown}." if names else f" {path.parent}/ is empty."
+        return f" Did you mean '{path.parent / close}'?"
+    shown = ", ".join(beside[:10]) + (", ..." if len(beside) > 10 else "")
+    return f" {path.parent}/ holds {shown}." if beside else f" {path.parent}/ is empty."
 
 
 def _run_source(name: str, run_dir: Path) -> ModelSource:

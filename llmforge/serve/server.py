@@ -24,17 +24,21 @@ ANNOUNCE = "llmforge serve: "
 def serve(models: list[str], names: list[str], host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, votes: str | None = "votes.jsonl", max_batch_size: int = 32,
           max_queue: int = 256) -> int:
+    from llmforge.registry.sources import resolve_source
+    from llmforge.serve.naming import parse_arguments
+
+    if max_batch_size < 1 or max_queue < 1:
+        raise UserError("--max-batch-size and --max-queue must be at least 1.")
+    pairs = parse_arguments(models, names)
+    for _, model in pairs:
+        resolve_source(model)  # a mistyped model is answered before torch is imported
     import uvicorn
 
     from llmforge.precision import current_device
     from llmforge.serve.app import create_app
     from llmforge.serve.models import load_served
-    from llmforge.serve.naming import parse_arguments
 
-    if max_batch_size < 1 or max_queue < 1:
-        raise UserError("--max-batch-size and --max-queue must be at least 1.")
     api_key = api_key or os.environ.get("LLMFORGE_API_KEY") or None
-    pairs = parse_arguments(models, names)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
