@@ -11,6 +11,8 @@ import logging
 import math
 import os
 import shutil
+import statistics
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import torch
 
 from llmforge.bench import GROUPS, hardware
 from llmforge.bench.baselines import pairs_file
-from llmforge.bench.worker import run_in_child
+from llmforge.bench.worker import WorkloadFailed, run_in_child
 from llmforge.bench.workloads import (
     BATCHING_OPTIONS,
     CPU_FULL,
@@ -31,9 +33,11 @@ from llmforge.bench.workloads import (
     chat_file,
     feature_workloads,
     overhead_recipe,
+    paired_ratios,
     ppo_workload,
     stage_workloads,
 )
+from llmforge.data.batching import sft_batching
 
 log = logging.getLogger("llmforge")
 PPO_PROMPTS, PPO_SAMPLES, PPO_NEW_TOKENS = 16, 4, 32
@@ -93,7 +97,14 @@ def save_initial_model(size: Size, folder: Path) -> Path:
     return out
 
 
-OVERHEAD_REPEATS = 2  # each equal-settings run twice, interleaved; the faster of the two is kept
+OVERHEAD_REPEATS = 3  # each equal-settings run three times, interleaved, paired run by run
+COMPARED_STEPS, COMPARED_WARMUP = 30, 5  # at least this many steps where a ratio decides a target
+
+
+def compared(size: Size) -> Size:
+    """The size of runs whose ratios decide a target (equal settings, batching options): quick mode's 14 steps
+    spread ~25% between two runs of one configuration on a 2-core machine, so these get 30."""
+    return replace(size, steps=max(size.steps, COMPARED_STEPS), warmup=max(size.warmup, COMPARED_WARMUP))
 
 
 def overhead_rows(size: Size, folder: Path, init: Path, extended: bool = True) -> list[dict[str, Any]]:
@@ -101,11 +112,12 @@ def overhead_rows(size: Size, folder: Path, init: Path, extended: bool = True) -
     then llmforge's defaults against TRL's defaults (SFT, LoRA SFT).
 
     The equal-settings runs decide a +-3% claim, so they get at least 30 steps and run OVERHEAD_REPEATS times
-    in turn (llmforge, TRL, loop, llmforge, ...), each side keeping its fastest median step: a burst of other
-    work on the machine then slows one repetition, not one side. `extended=False` (steps set by hand): once,
-    at the given steps."""
+    in turn (llmforge, TRL, loop, llmforge, ...). Each row keeps its fastest median step for the table and
+    every repetition's (`repeat_step_seconds`), so the summary can pair llmforge's run with the script's run
+    right after it: a drift of the machine's speed between repetitions then moves both sides of a pair.
+    `extended=False` (steps set by hand): once, at the given steps."""
     chat, pairs, runs = str(chat_file(folder)), str(pairs_file(folder)), folder / "runs"
-    equal = replace(size, steps=max(size.steps, 30), warmup=max(size.warmup, 5)) if extended else size
+    equal = compared(size) if extended else size
     same = overhead_recipe(equal, folder)
     same["model"] = {"name": str(init)}
     defaults = overhead_recipe(size, folder)
@@ -152,9 +164,11 @@ def overhead_rows(size: Size, folder: Path, init: Path, extended: bool = True) -
             if "recipe" in spec:  # a finished run would only be reported again: start it over
                 shutil.rmtree(spec["recipe"]["output_dir"], ignore_errors=True)
             rates = run_in_child(spec, folder / "workers")
+            seen = best[name]["repeat_step_seconds"] if name in best else []
             if name not in best or rates["step_seconds"] < best[name]["step_seconds"]:
                 best[name] = {"name": name, "group": "overhead", "stage": stage, "note": note,
                               "steps": equal.steps, **rates}
+            best[name]["repeat_step_seconds"] = [*seen, rates["step_seconds"]]
     rows = [best[name] for name, *_ in equal_specs]
     for name, stage, note, spec in default_specs:
         log.info("bench: %s", name)
@@ -241,17 +255,15 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         row = by_name.get(name)
         return None if row is None else row.get("tokens_per_second") or 1.0 / row["step_seconds"]
 
-    options = [r for r in rows if r["group"] == "features" and r["name"] in ("default", *BATCHING_OPTIONS)]
-    if options and "tokens_per_second" in by_name.get("default", {}):
-        best = max(options, key=lambda r: r.get("tokens_per_second", 0.0))
-        found["sft_default_vs_best_option"] = by_name["default"]["tokens_per_second"] / best["tokens_per_second"]
-        found["sft_best_option"] = best["name"]
+    found.update(default_against_options(rows))
     pairs = {"sft": ("llmforge sft", "trl SFTTrainer"), "rm": ("llmforge rm", "trl RewardTrainer"),
              "dpo": ("llmforge dpo", "trl DPOTrainer")}
-    versus = {stage: 1.0 / by_name[ours]["step_seconds"] / (1.0 / by_name[theirs]["step_seconds"])
+    versus = {stage: paired_ratios(by_name[ours], by_name[theirs])
               for stage, (ours, theirs) in pairs.items() if ours in by_name and theirs in by_name}
     if versus:
-        found["llmforge_vs_trl"] = versus
+        found["llmforge_vs_trl"] = {stage: statistics.median(ratios) for stage, ratios in versus.items()}
+        if any(len(ratios) > 1 for ratios in versus.values()):
+            found["llmforge_vs_trl_range"] = {stage: [min(ratios), max(ratios)] for stage, ratios in versus.items()}
     if speed("llmforge sft") and speed("plain pytorch loop"):
         found["llmforge_vs_plain_loop"] = {"sft": by_name["plain pytorch loop"]["step_seconds"]
                                            / by_name["llmforge sft"]["step_seconds"]}
@@ -271,6 +283,25 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return found
 
 
+def default_against_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the default batching's speed compares with the fastest batching option measured in the same run.
+
+    The default row is the option `data.packing: auto` resolves to (its `batching`), measured a second time:
+    the two runs of that one configuration are averaged into its speed, so the ratio compares configurations
+    rather than two samples of the same one (they spread ~25% in quick mode on a 2-core machine)."""
+    default = next((r for r in rows if r["group"] == "features" and r["name"] == "default"), None)
+    options = {r["name"]: r for r in rows if r["group"] == "features" and r["name"] in BATCHING_OPTIONS
+               and "tokens_per_second" in r}
+    if default is None or "tokens_per_second" not in default or not options:
+        return {}
+    chosen = default.get("batching")
+    runs = [default["tokens_per_second"]] + ([options[chosen]["tokens_per_second"]] if chosen in options else [])
+    speeds = {name: r["tokens_per_second"] for name, r in options.items() if name != chosen}
+    speeds[chosen or "default"] = statistics.fmean(runs)
+    best = max(speeds, key=speeds.__getitem__)
+    return {"sft_default_vs_best_option": speeds[chosen or "default"] / speeds[best], "sft_best_option": best}
+
+
 def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = GROUPS,
                    steps: int | None = None) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available()
@@ -286,22 +317,46 @@ def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = G
                               "micro_batch_size": size.micro_batch_size, "matmul_ceiling_flops": ceiling,
                               "datasheet_flops": hardware.datasheet_peak(), "rows": []}
     init = save_initial_model(size, folder)
-    if "stages" in groups:
-        result["rows"] += [measure(w, size, ceiling, folder) for w in stage_workloads(size, folder)]
-    if "features" in groups:
-        result["rows"] += [measure(w, size, ceiling, folder) for w in feature_workloads(size, folder)]
-    if "overhead" in groups:
-        result["rows"] += overhead_rows(size, folder, init, extended=steps is None)
-    if "scaling" in groups:
-        result["rows"] += scaling_rows(size, folder, ceiling)
-    if "online" in groups:
-        result["rows"] += online_rows(size, folder, init, ceiling)
-    if "serve" in groups:
-        from llmforge.bench.serving import serve_rows
+    failed: list[dict[str, Any]] = []
 
-        result["rows"] += serve_rows(init)
-    if "curate" in groups:
-        result["rows"] += curate_rows(size, folder)
+    def attempt(group: str, produce: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The rows `produce` measures. A workload that fails is listed with its error, and the bench goes on:
+        to the next workload in the groups measured one workload at a time (stages, features), to the next
+        group in the others, whose rows are compared with one another."""
+        try:
+            return produce()
+        except WorkloadFailed as exc:
+            log.warning("bench: %s failed: %s", exc.name, exc.reason)
+            failed.append({"group": group, "workload": exc.name, "error": exc.reason, "output_tail": exc.tail})
+            return []
+
+    def each(group: str, workloads: list[Workload], at: Size) -> list[dict[str, Any]]:
+        return [row for w in workloads for row in attempt(group, lambda w=w: [measure(w, at, ceiling, folder)])]
+
+    def served() -> list[dict[str, Any]]:
+        from llmforge.bench.serving import serve_rows  # the server's libraries, only when this group runs
+
+        return serve_rows(init)
+
+    longer = compared(size) if steps is None else size
+    result["compared_steps"], result["compared_warmup_steps"] = longer.steps, longer.warmup
+    producers: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "stages": lambda: each("stages", stage_workloads(size, folder), size),
+        "features": lambda: each("features", feature_workloads(longer, folder), longer),
+        "overhead": lambda: overhead_rows(size, folder, init, extended=steps is None),
+        "scaling": lambda: scaling_rows(size, folder, ceiling),
+        "online": lambda: online_rows(size, folder, init, ceiling),
+        "serve": served,
+        "curate": lambda: curate_rows(size, folder),
+    }
+    for group in GROUPS:
+        if group in groups:
+            result["rows"] += attempt(group, producers[group])
+    default = next((r for r in result["rows"] if r["group"] == "features" and r["name"] == "default"), None)
+    if default is not None:
+        default["batching"] = sft_batching("auto", "auto", "cuda" if on_gpu else "cpu")
+        default["note"] += f" = {default['batching']} here"
+    result["failed"] = failed
     result.update(summary(result["rows"]))
     shutil.rmtree(folder / "runs", ignore_errors=True)
     result["memory"] = "peak allocated on the GPU" if on_gpu else "peak resident set of the workload's process"

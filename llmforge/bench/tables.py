@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
+
+from llmforge.bench.workloads import paired_ratios
 
 
 def _f(value: Any, digits: int = 0, suffix: str = "") -> str:
@@ -34,17 +37,22 @@ def _versus(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
                    and not r["name"].startswith("llmforge") and "loop" not in r["name"]), None)
     if script is None or row is script:
         return "-"
-    return _f(script["step_seconds"] / row["step_seconds"], 3, "x")
+    ratios = paired_ratios(row, script)
+    spread = f" ({_f(min(ratios), 2)}-{_f(max(ratios), 2)})" if len(ratios) > 1 else ""
+    return _f(statistics.median(ratios), 3, "x") + spread
 
 
-SUMMARY_KEYS = ("sft_default_vs_best_option", "sft_best_option", "llmforge_vs_trl", "llmforge_vs_plain_loop",
-                "ppo_continuous_vs_padded", "ddp_efficiency", "serve_concurrent_vs_one_at_a_time", "serve_errors")
+SUMMARY_KEYS = ("sft_default_vs_best_option", "sft_best_option", "llmforge_vs_trl", "llmforge_vs_trl_range",
+                "llmforge_vs_plain_loop", "ppo_continuous_vs_padded", "ddp_efficiency", "serve_concurrent_vs_one_at_a_time", "serve_errors")
 
 
 def render(result: dict[str, Any]) -> str:
     rows = result["rows"]
+    longer = result.get("compared_steps", result["steps"])
+    compared = (f"; {longer} steps, timed after {result['compared_warmup_steps']}, for the batching options and "
+                "the equal-settings runs" if longer != result["steps"] else "")
     lines = [f"Device: {result['device']}. Mode: {result['mode']} ({result['steps']} steps, timed after "
-             f"{result['warmup_steps']}); model {result['model']} {result['config_overrides'] or ''}, "
+             f"{result['warmup_steps']}{compared}); model {result['model']} {result['config_overrides'] or ''}, "
              f"{result['max_length']} tokens, micro-batch {result['micro_batch_size']}.",
              f"Measured matmul ceiling: {_f(result['matmul_ceiling_flops'] / 1e9, 1)} GFLOP/s"
              + (f"; datasheet peak {_f(result['datasheet_flops'] / 1e12, 0)} TFLOP/s."
@@ -93,6 +101,9 @@ def render(result: dict[str, Any]) -> str:
                   ""] + _table(["steps", "rows/s", "seconds", "rows kept", "peak memory (MiB)"],
                                [[r["name"], _f(r["rows_per_second"]), _f(r["seconds"], 1), _f(r["rows_out"]),
                                  _f(r.get("peak_mib"))] for r in curate])
+    if result.get("failed"):
+        lines += ["Failed (no figures, left out of the tables above):", "",
+                  *(f"- {f['group']}, {f['workload']}: {f['error']}" for f in result["failed"]), ""]
     found = {key: result[key] for key in SUMMARY_KEYS if key in result}
     if found:
         lines += ["Summary ratios (this run):", "", *(f"- {key}: {_summary(value)}" for key, value in found.items()), ""]
@@ -101,5 +112,7 @@ def render(result: dict[str, Any]) -> str:
 
 def _summary(value: Any) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k} {v:.3f}" for k, v in value.items())
+        return ", ".join(f"{k} {_summary(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "-".join(_summary(v) for v in value)
     return f"{value:.3f}" if isinstance(value, float) else str(value)

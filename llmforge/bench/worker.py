@@ -17,6 +17,17 @@ from typing import Any
 RESULT_PREFIX = "llmforge-bench-result: "
 
 
+class WorkloadFailed(RuntimeError):
+    """A workload's process ended without its figures: `reason` is the last line it wrote (the error, when it
+    raised one), `tail` the end of its output, since the scratch folder holding its log is removed."""
+
+    def __init__(self, name: str, returncode: int, output: str) -> None:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        self.name, self.tail = name, output[-3000:]
+        self.reason = lines[-1] if lines and returncode != 0 else f"exit {returncode} without a result line"
+        super().__init__(f"benchmark workload '{name}' failed (exit {returncode}): {self.reason}")
+
+
 def run_spec(spec: dict[str, Any]) -> dict[str, float]:
     from llmforge.bench import baselines
     from llmforge.bench.workloads import Size, run_recipe, steady_rates
@@ -58,7 +69,7 @@ def run_in_child(spec: dict[str, Any], folder: Path) -> dict[str, float]:
     output = log_path.read_text()
     lines = [line for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
     if child.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark workload '{spec['name']}' failed (exit {child.returncode}):\n{output[-3000:]}")
+        raise WorkloadFailed(spec["name"], child.returncode, output)
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
     result.setdefault("peak_mib", usage.ru_maxrss / 1024)  # Linux reports KiB
     return result

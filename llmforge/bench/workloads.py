@@ -196,3 +196,12 @@ def step_rates(marks: list[tuple[int, float, int]]) -> dict[str, float]:
     if last_tokens > first_tokens:
         result["tokens_per_second"] = (last_tokens - first_tokens) / (last_time - first_time)
     return result
+
+
+def paired_ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> list[float]:
+    """Our speed over theirs, one ratio per repetition (each of our runs against the script's run right after
+    it); one ratio of the fastest steps where the rows carry no repetitions."""
+    mine, other = ours.get("repeat_step_seconds"), theirs.get("repeat_step_seconds")
+    if mine and other and len(mine) == len(other):
+        return [b / a for a, b in zip(mine, other, strict=True)]
+    return [theirs["step_seconds"] / ours["step_seconds"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from llmforge.bench import GROUPS
@@ -38,4 +39,9 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({**result, "tables": text}, indent=2))
+    if result["failed"]:
+        where = f" and the end of each one's output in {args.json}" if args.json else ""
+        print(f"llmforge bench: {len(result['failed'])} workload(s) failed: listed under the tables{where}.",
+              file=sys.stderr)
+        return 1
     return 0

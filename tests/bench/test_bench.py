@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from llmforge.bench.baselines import rates
 from llmforge.bench.suite import flops_per_token
 from llmforge.bench.workloads import steady_rates
@@ -41,15 +43,20 @@ def test_flops_per_token_is_six_n_plus_attention(tmp_path):
 
 
 def test_a_failed_workload_reports_its_own_output(tmp_path):
-    import pytest
-
-    from llmforge.bench.worker import run_in_child
+    from llmforge.bench.tables import render
+    from llmforge.bench.worker import WorkloadFailed, run_in_child
 
     size = {"model": "tiny-llama", "config_overrides": {}, "max_length": 64, "micro_batch_size": 2, "steps": 4,
             "warmup": 1}
-    with pytest.raises(RuntimeError, match="unknown workload kind 'nonsense'"):
+    with pytest.raises(WorkloadFailed, match="unknown workload kind 'nonsense'") as failure:
         run_in_child({"name": "bad one", "kind": "nonsense", "size": size}, tmp_path)
     assert (tmp_path / "bad-one.log").is_file()
+    assert failure.value.reason.endswith("unknown workload kind 'nonsense'") and "Traceback" in failure.value.tail
+    # the tables name it, apart from the figures of the workloads that ran
+    result = {"device": "CPU: test", "mode": "quick", "steps": 4, "warmup_steps": 1, "model": "tiny-llama",
+              "config_overrides": {}, "max_length": 64, "micro_batch_size": 2, "matmul_ceiling_flops": 1e9,
+              "rows": [], "failed": [{"group": "features", "workload": "bad one", "error": failure.value.reason}]}
+    assert "- features, bad one: " in render(result) and "unknown workload kind" in render(result)
 
 
 def test_every_workload_is_a_valid_recipe(tmp_path):
@@ -89,10 +96,15 @@ def test_summary_ratios_by_hand():
 
     rows = [{"name": "default", "group": "features", "tokens_per_second": 90.0, "step_seconds": 1.0},
             {"name": "grouped", "group": "features", "tokens_per_second": 100.0, "step_seconds": 0.9},
+            {"name": "padded", "group": "features", "tokens_per_second": 80.0, "step_seconds": 0.9},
             {"name": "eager-attention", "group": "features", "tokens_per_second": 500.0, "step_seconds": 0.2},
             {"name": "llmforge sft", "group": "overhead", "step_seconds": 0.50},
             {"name": "trl SFTTrainer", "group": "overhead", "step_seconds": 0.52},
             {"name": "plain pytorch loop", "group": "overhead", "step_seconds": 0.48},
+            # three repetitions, each llmforge run paired with the script's run after it
+            {"name": "llmforge rm", "group": "overhead", "step_seconds": 0.10, "repeat_step_seconds": [0.10, 0.2, 0.12]},
+            {"name": "trl RewardTrainer", "group": "overhead", "step_seconds": 0.09,
+             "repeat_step_seconds": [0.09, 0.3, 0.12]},
             {"name": "llmforge ppo, padded generation", "group": "online", "step_seconds": 1.0,
              "completions_per_second": 64.0},
             {"name": "llmforge ppo, continuous generation", "group": "online", "step_seconds": 2.0,
@@ -105,12 +117,23 @@ def test_summary_ratios_by_hand():
             {"name": "one at a time (llmforge generate's path)", "group": "serve", "clients": 1, "errors": 0,
              "tokens_per_second": 150.0}]
     found = summary(rows)
-    # eager attention is a speed setting, not a way of batching: it does not count as an option
+    # eager attention is a speed setting, not a way of batching: it does not count as an option; with no
+    # record of what the default resolved to, the default row stands alone
     assert found["sft_default_vs_best_option"] == 0.9 and found["sft_best_option"] == "grouped"
-    assert found["llmforge_vs_trl"] == {"sft": 0.52 / 0.50}
+    # rm: the median of the paired ratios 0.9, 1.5, 1.0 (not 0.09 / 0.10, the ratio of the fastest steps)
+    assert found["llmforge_vs_trl"] == pytest.approx({"sft": 0.52 / 0.50, "rm": 1.0})
+    assert found["llmforge_vs_trl_range"]["sft"] == pytest.approx([1.04, 1.04])
+    assert found["llmforge_vs_trl_range"]["rm"] == pytest.approx([0.9, 1.5])
     assert found["llmforge_vs_plain_loop"] == {"sft": 0.48 / 0.50}
     assert found["ppo_continuous_vs_padded"] == 0.5 and found["ddp_efficiency"] == 0.8
     assert found["serve_concurrent_vs_one_at_a_time"] == 3.0 and found["serve_errors"] == 1
+
+    # the default is grouped measured a second time: its two runs (90, 100) average to 95, against padded's 80
+    rows[0]["batching"] = "grouped"
+    assert summary(rows)["sft_default_vs_best_option"] == 1.0 and summary(rows)["sft_best_option"] == "grouped"
+    rows[2]["tokens_per_second"] = 190.0  # padded faster than both runs of the default's configuration
+    found = summary(rows)
+    assert found["sft_default_vs_best_option"] == 95.0 / 190.0 and found["sft_best_option"] == "padded"
 
 
 def test_serve_benchmark_runs_a_real_server(tmp_path):
