@@ -9,11 +9,14 @@ against that recomputation.
 
 `ppo.generation: auto` picks, from measurements written down here (`llmforge bench --only online`,
 16 prompts x 4 samples x 32 tokens):
-- CPU: padded. On a 2-core Xeon (tiny model, float32, 2 threads) PPO ran 93.2 completions/s padded and
-  29.0 continuous (0.31x) with one engine kept for the run (0.11x when each rollout started its own). The
-  engine's forwards run on a thread of its own, whose OpenMP team competes with the trainer's spinning one;
-  with OMP_WAIT_POLICY=PASSIVE both run ~30 (0.98x). Completions there all reach 32 tokens, so there was
-  no padding to save.
+- CPU: padded. PPO ran 93.2 completions/s padded and 29.0 continuous (0.31x) on a 2-core Xeon, 99.7 and
+  41.5 (0.42x) on a 2-core AMD EPYC (tiny model, float32), with one engine kept for the run (0.11x when each
+  rollout started its own). A rollout's requests all fit in one batch, so both take one forward per token,
+  and a continuous step costs more on a CPU: its attention is SDPA over every query of the batch against
+  every cached key of the batch under a mask (growing with the square of the batch), plus the scheduler's
+  Python. Sampling alone on the EPYC: 195-223 completions/s padded against 89-100, and 177-205 against
+  87-109 on one thread (so not the engine's thread competing with the trainer's); with a trained policy
+  that stops after 2-7 tokens, 900-1,360 against 250-510 (padded `generate` stops when its last row does).
 - GPU: continuous where the strategy allows (below); not yet measured on a GPU.
 - sharded strategies (FSDP, ZeRO-3) always use padded: the continuous engine runs the module it is given,
   not the gathered parameters.
