@@ -43,7 +43,8 @@ def _versus(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 
 
 SUMMARY_KEYS = ("sft_default_vs_best_option", "sft_best_option", "llmforge_vs_trl", "llmforge_vs_trl_range",
-                "llmforge_vs_plain_loop", "ppo_continuous_vs_padded", "ddp_efficiency", "serve_concurrent_vs_one_at_a_time", "serve_errors")
+                "llmforge_vs_plain_loop", "ppo_continuous_vs_padded", "ddp_efficiency",
+                "serve_concurrent_vs_one_at_a_time", "serve_errors")
 
 
 def render(result: dict[str, Any]) -> str:

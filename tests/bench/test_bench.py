@@ -102,7 +102,8 @@ def test_summary_ratios_by_hand():
             {"name": "trl SFTTrainer", "group": "overhead", "step_seconds": 0.52},
             {"name": "plain pytorch loop", "group": "overhead", "step_seconds": 0.48},
             # three repetitions, each llmforge run paired with the script's run after it
-            {"name": "llmforge rm", "group": "overhead", "step_seconds": 0.10, "repeat_step_seconds": [0.10, 0.2, 0.12]},
+            {"name": "llmforge rm", "group": "overhead", "step_seconds": 0.10,
+             "repeat_step_seconds": [0.10, 0.2, 0.12]},
             {"name": "trl RewardTrainer", "group": "overhead", "step_seconds": 0.09,
              "repeat_step_seconds": [0.09, 0.3, 0.12]},
             {"name": "llmforge ppo, padded generation", "group": "online", "step_seconds": 1.0,
