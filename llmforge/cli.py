@@ -18,6 +18,7 @@ from llmforge.commands import eval as eval_command
 from llmforge.commands import serve as serve_command
 from llmforge.engine.stopped import Stopped
 from llmforge.errors import UserError
+from llmforge.hub import settle_offline
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
 
@@ -392,6 +393,7 @@ def _check_models(args: argparse.Namespace) -> None:
 def _run(argv: Sequence[str] | None) -> int:
     args = parse(argv)
     _quiet_libraries(getattr(args, "verbose", False))
+    settle_offline()  # before anything imports huggingface_hub
     try:
         _check_models(args)
         return args.func(args)

@@ -81,7 +81,7 @@ class DataSource(Section):
         if (self.name is None) == (self.path is None):
             raise ValueError("give exactly one of 'name' (built-in or HF dataset) or 'path' (local file)")
         if self.name is not None and self.name.lower().endswith(tuple(BUILDERS)):
-            # else it goes to the hub, which offline retries for half a minute before it fails
+            # else it goes to the hub, which can never find it
             raise ValueError(f"'{self.name}' names a file: 'name' is for built-in and Hugging Face datasets, 'path' "
                              "for files; give it as path")
         return self

@@ -19,6 +19,7 @@ from llmforge.config.schema import BUILDERS, DataSource
 from llmforge.data.builtin import builtin_fingerprint, get_builtin, resolve_options
 from llmforge.data.rows import FileRows, SourceLabel, read_json_files
 from llmforge.errors import UserError
+from llmforge.hub import offline_hint
 
 
 @dataclass
@@ -152,7 +153,7 @@ def _load_hub(source: DataSource, streaming: bool, label: str):
     except Exception as exc:
         raise UserError(f"{label}: not a built-in dataset and could not be loaded from the Hugging Face hub "
                         f"({_root_cause(exc)}). Built-ins: see `llmforge datasets`; local files go in 'path'."
-                        ) from None
+                        f"{offline_hint()}") from None
     fingerprint = getattr(rows, "_fingerprint", None) or hashlib.sha256(
         f"{source.name}:{source.subset}:{source.split}".encode()).hexdigest()[:16]
     return rows, fingerprint

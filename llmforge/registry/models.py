@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from llmforge.config.schema import ModelConfig
 from llmforge.errors import UserError, did_you_mean
+from llmforge.hub import offline_hint
 from llmforge.precision import DTYPES
 from llmforge.registry.families import Family, family_for
 from llmforge.registry.folders import adapter_base
@@ -68,7 +69,8 @@ def _hub_call(fn: Any, location: str, cfg: ModelConfig, what: str, **kwargs: Any
         if "trust_remote_code" in str(exc):
             hint = " It ships its own code: set model.trust_remote_code=true if you trust it."
         raise UserError(f"Could not load the {what} of '{location}': {str(exc).splitlines()[0]}{hint} "
-                        f"Presets: {', '.join(PRESETS)}; local folders and completed runs also work.") from None
+                        f"Presets: {', '.join(PRESETS)}; local folders and completed runs also work."
+                        f"{offline_hint()}") from None
 
 
 def preset_config(preset: Preset, tokenizer: Any, overrides: dict[str, Any]) -> Any:

@@ -54,7 +54,7 @@ def resolve_source(name: str) -> ModelSource:
 def _folders_beside(path: Path) -> list[str] | None:
     """The names of the folders in the folder a missing path names (`runs/sft-lroa`: those in runs/), None when
     that folder is not here. A name whose first part is a folder here is a path, not a hub id: asking the hub
-    would only fail, and offline only after ~30 s of retries."""
+    would only fail."""
     parent = path.parent
     if parent == Path(".") or not parent.is_dir():
         return None
