@@ -62,10 +62,13 @@ def settle_offline() -> None:
 
 
 def offline_hint() -> str:
-    """What to tell a user whose hub name could not be loaded while the hub is switched off."""
+    """What to tell a user whose hub name could not be loaded while the hub is switched off. Called after a
+    hub request failed, so huggingface_hub is imported and its own reading of the switch is the one to use."""
+    from huggingface_hub import is_offline_mode
+
     if _decided is not None:
         why = f"this machine cannot reach the Hugging Face hub ({_decided} does not resolve)"
-    elif os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+    elif is_offline_mode():
         why = "HF_HUB_OFFLINE is set"
     else:
         return ""

@@ -14,7 +14,8 @@ features` (SFT on variable-length chat rows of 10 to ~300 tokens, max_length 256
   tokens/s, packed 6,191 (0.54x), padded 6,932 (0.60x); on a 2-core AMD EPYC (two runs of grouped averaged)
   packed 0.46x, padded 0.65x, and 0.41x, 0.58x with torch held to AVX2 kernels. The trade: a grouped
   batch holds rows of one length, and on a small task of few templates that can mean one template per
-  batch, so a tiny model's updates swing between them; set `packing: true` where the order of rows matters more than speed.
+  batch, so a tiny model's updates swing between them; set `packing: true` where the order of rows
+  matters more than speed.
 - CUDA with flash-attn installed: packed with flash_attention_2 (varlen, no padding, no cross-sample
   attention); without it grouped, as on CPU (SDPA's dense mask over a flat row grows with the square of
   the batch's tokens). Not yet measured on a GPU.
