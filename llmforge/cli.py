@@ -15,6 +15,7 @@ from pathlib import Path
 from llmforge import __version__
 from llmforge.commands import bench as bench_command
 from llmforge.commands import eval as eval_command
+from llmforge.commands import plan as plan_command
 from llmforge.commands import serve as serve_command
 from llmforge.engine.stopped import Stopped
 from llmforge.errors import UserError
@@ -36,11 +37,13 @@ def _train(args: argparse.Namespace) -> int:
     from llmforge.config.stages import spec_for
     from llmforge.distributed.state import die_with_launcher, leave_process_group
     from llmforge.engine.runner import check_runnable, run_stage
+    from llmforge.memory.check import refuse_unless_fits
 
     die_with_launcher()
+    if check_runnable(cfg):
+        return EXIT_OK
+    refuse_unless_fits(cfg, args.force)  # before any weight is loaded
     if launcher.needs_launch(cfg):
-        if check_runnable(cfg):
-            return EXIT_OK
         return launcher.launch(cfg, args.config, args.overrides)
     try:
         outcome = run_stage(cfg, spec_for(cfg.stage))
@@ -66,7 +69,7 @@ def _pipeline(args: argparse.Namespace) -> int:
             needs = f" (uses {', '.join(stage.needs)})" if stage.needs else ""
             print(f"{stage.name}: {stage.config.stage} -> {stage.config.output_dir}{needs}")
         return EXIT_OK
-    for row in run_pipeline(pipeline):
+    for row in run_pipeline(pipeline, args.force):
         print(f"{row['name']}: " + summary(row["status"], row["output_dir"], row["final_metrics"], row["seconds"]))
     print(f"report: {pipeline.output_dir / 'report.md'} (and report.html)")
     return EXIT_OK
@@ -122,9 +125,10 @@ def _generate(args: argparse.Namespace) -> int:
     prompts = args.prompt or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not prompts:
         raise UserError("Give --prompt TEXT (repeatable), or prompts on standard input, one per line.")
-    for text in generate(loaded, prompts, chat=not args.raw, max_new_tokens=args.max_new_tokens,
-                         temperature=args.temperature, top_p=args.top_p):
-        print(text)
+    answers = generate(loaded, prompts, chat=not args.raw, max_new_tokens=args.max_new_tokens,
+                       temperature=args.temperature, top_p=args.top_p)
+    for prompt, text in zip(prompts, answers, strict=True):  # on a terminal beside its prompt; piped, the answer
+        print(f"{prompt}  ->  {text}" if sys.stdout.isatty() else text)
     return EXIT_OK
 
 
@@ -239,6 +243,7 @@ EXAMPLES = {
     "export": "llmforge export runs/sft-tiny-lora exported/sft-merged",
     "slurm": "llmforge slurm configs/sft/llama3-8b-lora.yaml --nodes 2 --partition gpu > job.sh && sbatch job.sh",
     "bench": bench_command.EXAMPLE,
+    "plan": plan_command.EXAMPLE,
     "models": "llmforge models --runs runs",
     "datasets": "llmforge datasets",
 }
@@ -270,9 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "train":
             p.add_argument("--dry-run", action="store_true",
                            help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
+            p.add_argument("--force", action="store_true",
+                           help="start even when the memory plan predicts more than the device has free")
     pipe = recipe(command("pipeline", _pipeline, "run a chain of stages from one recipe: current stages are "
                           "skipped, an interrupted one resumes, changed ones run again"))
     pipe.add_argument("--dry-run", action="store_true", help="validate every stage and print the plan, run nothing")
+    pipe.add_argument("--force", action="store_true",
+                      help="start even when the memory plan predicts a stage needs more than the device has free")
+    plan_command.add_arguments(command("plan", plan_command.run, "predict a recipe's peak memory per process, "
+                                       "term by term, and whether it fits this device (or a GPU of a size)"))
     lin = command("lineage", _lineage, "show what a run was made from: parent runs, fingerprints, data")
     lin.add_argument("run", help="a run's output_dir")
     lin.add_argument("--json", action="store_true", help="print the tree as JSON")
@@ -340,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO, format="[llmforge] %(message)s", stream=sys.stderr)
-    for name in ("transformers", "datasets", "accelerate", "torch", "DeepSpeed", "mlflow", "alembic", "httpx"):
+    for name in ("transformers", "datasets", "accelerate", "torch", "DeepSpeed", "mlflow", "alembic", "httpx",
+                 "matplotlib"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     # lm-eval warns that a model passed as an object ignores its loading options: that is how llmforge passes it
     logging.getLogger("lm_eval").setLevel(logging.INFO if verbose else logging.ERROR)
@@ -391,6 +403,9 @@ def _check_models(args: argparse.Namespace) -> None:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    from llmforge.allocator import release_freed_memory
+
+    release_freed_memory()
     args = parse(argv)
     _quiet_libraries(getattr(args, "verbose", False))
     settle_offline()  # before anything imports huggingface_hub

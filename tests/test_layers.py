@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llmforge"
-BELOW_STAGES = ("engine", "data", "registry", "config", "rl")
+BELOW_STAGES = ("engine", "data", "registry", "config", "rl", "memory")
 
 
 def imports() -> dict[str, set[str]]:

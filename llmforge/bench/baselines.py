@@ -62,7 +62,8 @@ def trl_sft(model_dir: Path, data: Path, size: Size, out: Path, own_defaults: bo
     if lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        dropout = {} if own_defaults else {"lora_dropout": 0.0}  # llmforge's; peft's default is 0.05
+        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM", **dropout)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args, peft_config=peft_config,
                          train_dataset=load_dataset("json", data_files=str(data), split="train"),
                          processing_class=AutoTokenizer.from_pretrained(model_dir), callbacks=[timer])
@@ -112,16 +113,25 @@ def trl_reward(model_dir: Path, data: Path, size: Size, out: Path) -> dict[str, 
     return rates(timer.marks, size.warmup)
 
 
-def trl_dpo(model_dir: Path, data: Path, size: Size, out: Path) -> dict[str, float]:
-    """TRL's DPOTrainer on the same pairs: sigmoid loss, beta 0.1, a frozen copy of the start as reference."""
+def trl_dpo(model_dir: Path, data: Path, size: Size, out: Path, lora: bool = False) -> dict[str, float]:
+    """TRL's DPOTrainer on the same pairs: sigmoid loss, beta 0.1, a frozen copy of the start as reference (with
+    `lora`: PEFT LoRA r=16 on all linear layers, the reference being the base with the adapter off)."""
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     timer = StepTimer()
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    reference, peft_config = None, None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM",
+                                 lora_dropout=0.0)
+    else:
+        reference = AutoModelForCausalLM.from_pretrained(model_dir)
     trainer = DPOTrainer(model=model, ref_model=reference, args=DPOConfig(**_common(size, out), beta=0.1),
+                         peft_config=peft_config,
                          processing_class=AutoTokenizer.from_pretrained(model_dir), callbacks=[timer],
                          train_dataset=load_dataset("json", data_files=str(data), split="train"))
     trainer.train()

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from llmforge.bench import GROUPS, hardware
+from llmforge.bench import DEFAULT_GROUPS, GROUPS, hardware
 from llmforge.bench.baselines import pairs_file
 from llmforge.bench.worker import WorkloadFailed, run_in_child
 from llmforge.bench.workloads import (
@@ -302,7 +302,7 @@ def default_against_options(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"sft_default_vs_best_option": speeds[chosen or "default"] / speeds[best], "sft_best_option": best}
 
 
-def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = GROUPS,
+def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = DEFAULT_GROUPS,
                    steps: int | None = None) -> dict[str, Any]:
     on_gpu = torch.cuda.is_available()
     size = GPU if on_gpu else (CPU_QUICK if quick else CPU_FULL)
@@ -333,6 +333,14 @@ def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = G
     def each(group: str, workloads: list[Workload], at: Size) -> list[dict[str, Any]]:
         return [row for w in workloads for row in attempt(group, lambda w=w: [measure(w, at, ceiling, folder)])]
 
+    def sized() -> list[dict[str, Any]]:
+        from llmforge.bench.sizes import size_rows
+        from llmforge.memory.device import budget
+
+        result["sizes_matmul_ceiling_flops"] = ceiling_large = hardware.matmul_ceiling((1024, 2048, 4096))
+        result["sizes_available_bytes"] = budget("cpu").bytes  # what the plan's `auto` choices saw
+        return size_rows(folder, ceiling_large, attempt)
+
     def served() -> list[dict[str, Any]]:
         from llmforge.bench.serving import serve_rows  # the server's libraries, only when this group runs
 
@@ -348,6 +356,7 @@ def run_benchmarks(folder: Path, quick: bool = True, groups: tuple[str, ...] = G
         "online": lambda: online_rows(size, folder, init, ceiling),
         "serve": served,
         "curate": lambda: curate_rows(size, folder),
+        "sizes": sized,
     }
     for group in GROUPS:
         if group in groups:

@@ -102,6 +102,7 @@ def render(result: dict[str, Any]) -> str:
                   ""] + _table(["steps", "rows/s", "seconds", "rows kept", "peak memory (MiB)"],
                                [[r["name"], _f(r["rows_per_second"]), _f(r["seconds"], 1), _f(r["rows_out"]),
                                  _f(r.get("peak_mib"))] for r in curate])
+    lines += sizes_tables(result)
     if result.get("failed"):
         lines += ["Failed (no figures, left out of the tables above):", "",
                   *(f"- {f['group']}, {f['workload']}: {f['error']}" for f in result["failed"]), ""]
@@ -109,6 +110,41 @@ def render(result: dict[str, Any]) -> str:
     if found:
         lines += ["Summary ratios (this run):", "", *(f"- {key}: {_summary(value)}" for key, value in found.items()), ""]
     return "\n".join(lines)
+
+
+def sizes_tables(result: dict[str, Any]) -> list[str]:
+    """The size ladder with the memory plan beside each measured peak, and TRL beside llmforge at 0.5B."""
+    lines: list[str] = []
+    ladder = rows_of(result, "sizes")
+    if ladder:
+        ceiling = result.get("sizes_matmul_ceiling_flops")
+        lines += [f"Real sizes (float32, a warm-up step then timed steps; MFU against the {_f((ceiling or 0) / 1e9)} "
+                  "GFLOP/s measured on 1,024-4,096 square matmuls; memory: peak resident set of the process, and "
+                  "`llmforge plan`'s prediction for the same recipe):", ""]
+        lines += _table(
+            ["row", "tokens", "x rows", "checkpointing", "step (s)", "tokens/s", "MFU", "generation share",
+             "peak (GiB)", "plan (GiB)", "plan / peak", "what"],
+            [[r["name"], _f(r["length"]), _f(r["micro_batch_size"]),
+              "on" if r.get("gradient_checkpointing") else "off", _f(r["step_seconds"], 1),
+              _f(r.get("tokens_per_second")), _f(100 * r["mfu"], 0, "%") if "mfu" in r else "-",
+              _f(r.get("generation_share"), 2), _f(r["peak_mib"] / 1024, 2), _f(r.get("predicted_mib", 0) / 1024, 2),
+              _f(r.get("predicted_over_measured"), 2), r.get("note") or ""] for r in ladder])
+    versus = rows_of(result, "sizes-trl")
+    if versus:
+        lines += ["llmforge beside TRL's own trainers at 0.5B (same initial weights, rows, batch, length, LoRA, "
+                  "optimizer; speed ratio = TRL's step time over llmforge's, median of the paired runs):", ""]
+        lines += _table(["comparison", "llmforge tokens/s", "TRL tokens/s", "speed ratio", "llmforge peak (GiB)",
+                         "TRL peak (GiB)", "memory ratio"],
+                        [[r["name"], " / ".join(_f(v) for v in r["llmforge_tokens_per_second"]),
+                          " / ".join(_f(v) for v in r["trl_tokens_per_second"]), _f(r.get("speed_ratio"), 3),
+                          " / ".join(_f(v / 1024, 2) for v in r["llmforge_peak_mib"]),
+                          " / ".join(_f(v / 1024, 2) for v in r["trl_peak_mib"]), _f(r.get("memory_ratio"), 3)]
+                         for r in versus])
+    return lines
+
+
+def rows_of(result: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    return [r for r in result["rows"] if r["group"] == group]
 
 
 def _summary(value: Any) -> str:

@@ -48,11 +48,27 @@ def run_spec(spec: dict[str, Any]) -> dict[str, float]:
     if kind == "trl_sft":
         return baselines.trl_sft(model, Path(spec["data"]), size, out, own_defaults=spec["own_defaults"],
                                  lora=spec.get("lora", False))
-    if kind in ("trl_reward", "trl_dpo"):
-        return getattr(baselines, kind)(model, Path(spec["data"]), size, out)
+    if kind == "trl_dpo":
+        return baselines.trl_dpo(model, Path(spec["data"]), size, out, lora=spec.get("lora", False))
+    if kind == "trl_reward":
+        return baselines.trl_reward(model, Path(spec["data"]), size, out)
     if kind == "plain_loop":
         return baselines.plain_loop(model, Path(spec["data"]), size)
     return baselines.trl_online(spec["trainer"], model, size, out, **spec["online"])
+
+
+def resident_peak_mib() -> float:
+    """This process's peak resident set (VmHWM: of its own address space, so not inherited through exec as
+    ru_maxrss is: a child started by a parent holding 6 GiB would otherwise report 6 GiB), or its children's
+    when they held more (a launched multi-process workload)."""
+    import resource
+
+    own = 0.0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1]) / 1024
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
 def run_in_child(spec: dict[str, Any], folder: Path) -> dict[str, float]:
@@ -71,12 +87,16 @@ def run_in_child(spec: dict[str, Any], folder: Path) -> dict[str, float]:
     if child.returncode != 0 or not lines:
         raise WorkloadFailed(spec["name"], child.returncode, output)
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
-    result.setdefault("peak_mib", usage.ru_maxrss / 1024)  # Linux reports KiB
+    result.setdefault("peak_mib", usage.ru_maxrss / 1024)  # the child's own figure first; Linux reports KiB
     return result
 
 
 def main(path: str) -> None:
     spec = json.loads(Path(path).read_text())
+    os.environ.update(spec.get("environment", {}))
+    from llmforge.allocator import release_freed_memory
+
+    release_freed_memory()  # as `llmforge` does
     if spec.get("threads"):  # before torch starts its thread pools
         os.environ["OMP_NUM_THREADS"] = str(spec["threads"])
     import torch
@@ -84,8 +104,8 @@ def main(path: str) -> None:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     result = run_spec(spec)
-    if torch.cuda.is_available():
-        result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else (
+        resident_peak_mib())
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

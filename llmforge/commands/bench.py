@@ -6,16 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmforge.bench import GROUPS
+from llmforge.bench import DEFAULT_GROUPS, GROUPS
 from llmforge.errors import UserError
 
-EXAMPLE = "llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online"
+EXAMPLE = ("llmforge bench --quick --json bench.json\n  llmforge bench --quick --only overhead,online\n"
+           "  llmforge bench --only sizes --json sizes.json    # every stage at 135M, 0.5B and 1.2B")
 MIN_STEPS = 3
 
 
 def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--quick", action="store_true", help="the small CPU workload (under 5 minutes on a CPU)")
-    bench.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)} (default: all)")
+    bench.add_argument("--only", help=f"comma-separated groups: {','.join(GROUPS)} (default: all but sizes, the "
+                       "real-size ladder, about an hour on 2 cores)")
     bench.add_argument("--steps", type=int, help="steps per workload (default: by mode; half are warm-up)")
     bench.add_argument("--json", help="also write every figure to this JSON file")
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from llmforge.bench.suite import run_benchmarks
     from llmforge.bench.tables import render
 
-    groups = tuple(args.only.split(",")) if args.only else GROUPS
+    groups = tuple(args.only.split(",")) if args.only else DEFAULT_GROUPS
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise UserError(f"--only {unknown[0]}: not a benchmark group (groups: {', '.join(GROUPS)}).")

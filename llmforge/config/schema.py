@@ -50,6 +50,9 @@ class ModelConfig(Section):
         return self.model_copy(update={"name": name, "tokenizer": None, "config_overrides": {}})
 
 
+ADAPTER_TYPES = ("lora", "dora", "qlora")  # adapter.type values that train peft adapters over a frozen base
+
+
 class AdapterConfig(Section):
     type: Literal["none", "lora", "dora", "qlora", "freeze"] = Field(
         "none", description="none = full training; lora/dora/qlora via peft; freeze = train the last layers")
@@ -132,7 +135,13 @@ class TrainConfig(Section):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="autocast: auto = bf16 on GPUs that have it (fp16 on older ones), none on CPUs; no = "
         "compute in model.dtype; bf16/fp16 = autocast float32 weights (written to run.json as `precision`)")
-    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="recompute activations in the backward pass: less memory, ~30% slower; auto = on where "
+        "the memory plan predicts activations to be the largest part of the peak (llmforge plan)")
+    chunked_loss: bool = Field(
+        True, description="compute next-token log-probs through the LM head in chunks (TRL's fused head), never "
+        "holding the [tokens x vocabulary] logits; false = the plain loss over the whole logits (pretrain, sft, "
+        "ppo; TRL's dpo, kto and grpo always chunk)")
     compile: bool = Field(False, description="torch.compile the model (not ppo; the first steps compile)")
     liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU, not ppo; needs `pip install "
                                "liger-kernel`)")

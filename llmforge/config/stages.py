@@ -43,6 +43,25 @@ class Cost:
 
 
 @dataclass(frozen=True)
+class Footprint:
+    """What a stage's training step holds in memory besides the trained model and its optimizer, as the memory
+    plan (llmforge/memory) reads it: declared by the stage (`StageSpec.footprint`, from its recipe)."""
+
+    sequences_per_row: int = 1  # sequences per row that go through the model with gradients (a pair: 2)
+    vocab_loss: bool = True  # log-probs over the vocabulary; False: a one-score head (a reward model)
+    response_tokens: int | None = None  # the loss projects only this many tokens per sequence (None: every one)
+    loss_kernel: Literal["llmforge", "trl"] = "llmforge"  # whose chunked log-probs it uses (kernels/vocab.py or TRL's)
+    reference: Literal["none", "copy", "adapter"] = "none"  # a frozen copy of the start, or the adapter switched off
+    generated_sequences: int = 0  # sequences sampled at once (their KV cache)
+    frozen_models: tuple[str, ...] = ()  # other models held frozen beside it (a reward model, a named reference)
+    critic: str | None = None  # a separate value model trained beside it (its model name)
+    sequence_classifier: bool = False  # the trained model ends in a score head instead of the LM head
+    # when the published final/ is loaded again beside the trained model, to be evaluated or scored:
+    # never, when the recipe has held-out data (exact match on its prompts), or always (a reward model's statistics)
+    reloads_final: Literal["never", "with_eval", "always"] = "with_eval"
+
+
+@dataclass(frozen=True)
 class StageSpec:
     name: str
     summary: str
@@ -62,6 +81,7 @@ class StageSpec:
     check: Callable[[Any], None] | None = None  # cross-section checks at load time (raise ValueError)
     reward_model: Callable[[Any], str | None] | None = None  # the reward model a run trains against
     cost: Cost | None = None
+    footprint: Callable[[Any], Footprint] | None = None  # recipe -> what it holds (default: Footprint())
     order: int = 100  # where it sits in the lifecycle, for listings (data before training before alignment)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -22,7 +22,7 @@ from llmforge.data.formats import graded_prompts, to_prompt
 from llmforge.data.pairs import Pair, common_prefix_length, skip_reason, to_pair
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
-from llmforge.data.splits import check_formats, encode_sources, prepare_splits
+from llmforge.data.splits import check_formats, counted, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
@@ -92,7 +92,7 @@ def prepare_preference_data(cfg: DataConfig, tokenizer: Any, seed: int, stage: s
                                  lambda sources, section: encode_sources(sources, encoder, section,
                                                                          "preference pairs (ties, empty or "
                                                                          "identical answers are skipped)"))
-    log.info("Preference pairs: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"),
+    log.info("Preference pairs: %s (max_length %d, over-long policy: %s)", counted(stats.get("train_counts")),
              cfg.max_length, cfg.truncation)
     stats.update(train_pairs=stats["splits"]["train"]["rows"])
     accuracy = [item for src in evals if src.format == "prompt" for item in graded_prompts(src.rows, src.label)]

@@ -20,7 +20,7 @@ from llmforge.data.chat import IGNORE, encode_row
 from llmforge.data.formats import graded_prompts
 from llmforge.data.pretrain import tokenizer_fingerprint
 from llmforge.data.sources import LoadedSource, load_source
-from llmforge.data.splits import check_formats, encode_sources, prepare_splits
+from llmforge.data.splits import check_formats, counted, encode_sources, prepare_splits
 from llmforge.errors import UserError
 
 log = logging.getLogger("llmforge")
@@ -73,7 +73,7 @@ def prepare_sft_data(cfg: DataConfig, tokenizer: Any, seed: int) -> SFTData:
 
     data, stats = prepare_splits(cfg, key, seed, train, loss_sources,
                                  lambda sources, section: encode_sources(sources, encoder, section, "samples"))
-    log.info("SFT samples: %s (max_length %d, over-long policy: %s)", stats.get("train_counts"), cfg.max_length,
+    log.info("SFT samples: %s (max_length %d, over-long policy: %s)", counted(stats.get("train_counts")), cfg.max_length,
              cfg.truncation)
     stats.update(train_samples=stats["splits"]["train"]["rows"], train_tokens=stats["splits"]["train"]["tokens"])
     accuracy = [item for src in accuracy_sources for item in graded_prompts(src.rows, src.label)]

@@ -29,6 +29,12 @@ def check_formats(sources: list[LoadedSource], allowed: tuple[str, ...], section
             raise UserError(f"data.{section}: {src.label} is in '{src.format}' format; {reads}.")
 
 
+def counted(counts: dict[str, int] | None) -> str:
+    """Row counts by what happened to them, as a person reads them: "20,000 kept, 12 truncated"."""
+    return ", ".join(f"{n:,} {status.replace('_', ' ')}" for status, n in sorted(
+        (counts or {}).items(), key=lambda item: -item[1])) or "none"
+
+
 def encode_sources(sources: list[LoadedSource], encoder: Callable[[LoadedSource], RowEncoder], section: str,
                    what: str) -> tuple[Dataset, Counter]:
     """Concatenated kept rows of every source, and the count of each status."""
@@ -40,7 +46,7 @@ def encode_sources(sources: list[LoadedSource], encoder: Callable[[LoadedSource]
         parts.append(encoded.filter(lambda status: status in KEPT, input_columns="status"))
     data = concatenate_datasets(parts).remove_columns("status")
     if len(data) == 0:
-        raise UserError(f"data.{section}: no usable {what} ({dict(counts)}). Check the format and the rows, "
+        raise UserError(f"data.{section}: no usable {what} ({counted(counts)}). Check the format and the rows, "
                         "or raise data.max_length.")
     return data, counts
 

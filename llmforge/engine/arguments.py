@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 
 from llmforge.config.schema import RunConfig
 from llmforge.errors import UserError
+from llmforge.memory import checkpointing
 from llmforge.precision import Precision, decide
 
 
@@ -72,7 +73,7 @@ def training_arguments(
         max_grad_norm=train.max_grad_norm,
         weight_decay=train.weight_decay,
         optim=train.optimizer,
-        activation_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=checkpointing(cfg),
         torch_compile=train.compile,
         use_liger_kernel=train.liger_kernel,
         logging_steps=cfg.logging.every_steps,

@@ -107,3 +107,56 @@ def perplexity(loss: float) -> float:
 
 def _plain(value):
     return value.item() if isinstance(value, torch.Tensor) else value
+
+
+class GenerationClock(TrainerCallback):
+    """Logs how a step's time splits between sampling and training (`time/generation`, `time/training`,
+    `generation_share`, as our PPO loop logs them) for trainers that generate inside their step (TRL's GRPO).
+    A forward counts as generation when it carries a KV cache (`past_key_values`), which sampling's always do
+    and training's never do; the time is read with the model's public forward hooks. It must come before
+    MetricsCallback, which writes the log it adds to."""
+
+    def __init__(self) -> None:
+        self.generating = self.step_generation = 0.0
+        self.step_started = self.forward_started = None
+        self.window: list[tuple[float, float]] = []
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        inner.register_forward_pre_hook(self._before, with_kwargs=True)
+        inner.register_forward_hook(self._after)
+        return control
+
+    def _before(self, module, args, kwargs):
+        import time
+
+        self.forward_started = time.perf_counter() if kwargs.get("past_key_values") is not None else None
+
+    def _after(self, module, args, output):
+        import time
+
+        if self.forward_started is not None:
+            self.step_generation += time.perf_counter() - self.forward_started
+            self.forward_started = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.step_started, self.step_generation = time.perf_counter(), 0.0
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        if self.step_started is not None:
+            self.window.append((self.step_generation, time.perf_counter() - self.step_started))
+        return control
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs and self.window:
+            generation = sum(g for g, _ in self.window) / len(self.window)
+            total = sum(t for _, t in self.window) / len(self.window)
+            logs.update({"time/generation": generation, "time/training": total - generation,
+                         "generation_share": generation / max(total, 1e-9)})
+            self.window.clear()
+        return control

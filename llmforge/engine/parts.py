@@ -35,3 +35,4 @@ class StageParts:
     # adds files to final/ before it is published (main rank; gets the staging folder, returns metrics)
     finalize: Callable[[Path], dict[str, float]] | None = None
     language_model: bool = True  # eval_loss is a next-token loss (so it has a perplexity)
+    callbacks: list[Any] = field(default_factory=list)  # the stage's own, called before the engine's

@@ -67,6 +67,7 @@ def train(cfg: RunConfig, spec: StageSpec, paths: RunPaths, record: RunRecord, s
     parts: StageParts = spec.build(cfg)
     args = training_arguments(cfg, paths.checkpoints, parts.eval_dataset is not None, parts.args_class,
                               **strategy_arguments(cfg, parts.layer_class), **parts.args_extra)
+    parts.model_info["gradient_checkpointing"] = bool(args.activation_checkpointing)
     metrics_log = MetricsLog(paths.metrics)
     resume_step = checkpoints.step_of(resume) if resume is not None else None
     if main:
@@ -165,7 +166,7 @@ def _kept(paths: RunPaths) -> str:
 
 def _make_trainer(cfg: RunConfig, parts: StageParts, args: Any, paths: RunPaths, run_log: RunLog,
                   preemption: PreemptionCallback) -> Any:
-    callbacks = [CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last, paths.metrics),
+    callbacks = [*parts.callbacks, CheckpointCallback(paths.checkpoints, cfg.checkpoint.keep_last, paths.metrics),
                  MetricsCallback(run_log), NanGuardCallback(), StopAtMaxSteps(), preemption]
     if cfg.train.early_stopping is not None and args.metric_for_best_model:
         from transformers import EarlyStoppingCallback

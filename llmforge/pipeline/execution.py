@@ -98,19 +98,40 @@ def judge_for(stage: PipelineStage, earlier: list[PipelineStage], named: str | N
     return Path(latest.config.output_dir) if latest else None
 
 
+def _current(stage: PipelineStage) -> bool:
+    """Completed and still current: the pipeline skips it."""
+    return read_run_info(Path(stage.config.output_dir)).get("status") == "completed" and staleness(stage) is None
+
+
 def plan(pipeline: Pipeline) -> list[str]:
     """The stage plan with time estimates (pipeline/plan.py), stages that are current marked done."""
-    done = [read_run_info(Path(s.config.output_dir)).get("status") == "completed" and staleness(s) is None
-            for s in pipeline.stages]
+    done = [_current(s) for s in pipeline.stages]
     return describe_plan([(s.name, s.config, d) for s, d in zip(pipeline.stages, done, strict=True)])
 
 
-def run_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
+def refuse_unless_all_fit(pipeline: Pipeline, force: bool = False) -> None:
+    """A stage predicted to need more memory than the device has stops the pipeline before its first stage, with
+    the stage's largest terms and changes that fit (as `llmforge train` does for one stage)."""
+    if force:
+        return
+    from llmforge.memory import stage_plans
+    from llmforge.memory.advice import changes_that_fit
+    from llmforge.memory.render import refusal
+
+    for stage, planned in zip(pipeline.stages, stage_plans([s.config for s in pipeline.stages]), strict=True):
+        if planned is not None and not planned.fits and not _current(stage):
+            changes = changes_that_fit(stage.config, planned.budget, planned.estimate.device)
+            raise UserError(f"stage '{stage.name}': " + refusal(stage.config, planned, changes).replace(
+                " Changes that fit: ", f" Changes that fit (as {stage.name}.KEY=VALUE): "))
+
+
+def run_pipeline(pipeline: Pipeline, force: bool = False) -> list[dict[str, Any]]:
     for stage in pipeline.stages:  # a stage this machine cannot run fails now, not after the ones before it
         try:
             capabilities.check(stage.config)
         except UserError as exc:
             raise UserError(f"stage '{stage.name}': {exc}") from None
+    refuse_unless_all_fit(pipeline, force)
     retention.check_tasks(pipeline.evaluation)
     root = pipeline.output_dir
     (root / "recipes").mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,7 @@ matmuls and generation keep them far below the ceiling). It is a guide, right wi
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from llmforge.config.schema import ModelConfig, RunConfig
 from llmforge.config.stages import Cost, spec_for
@@ -33,33 +31,18 @@ def matmul_rate(seconds: float = 0.25) -> float:
 
 
 def parameter_count(model: ModelConfig, known: dict[str, int]) -> int | None:
-    """Parameters of the model a stage starts from: a preset's (built on the meta device), a folder's or a
-    run's (from its config), or an earlier stage's (by its output folder)."""
-    name = model.name
-    if name in known:
-        return known[name]
-    from llmforge.registry import PRESETS, family_for
+    """Parameters of the model a stage starts from: a preset's, a folder's or a run's (read from its
+    configuration, llmforge/memory/shapes.py), or an earlier stage's (by its output folder)."""
+    if model.name in known:
+        return known[model.name]
+    from llmforge.errors import UserError
+    from llmforge.memory.shapes import shape_of
 
-    if name in PRESETS:
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        from llmforge.registry.models import preset_config
-        from llmforge.registry.tokenizer import tiny_tokenizer
-
-        preset = PRESETS[name]
-        config = preset_config(preset, tiny_tokenizer(family_for(preset.model_type)), model.config_overrides)
-        with torch.device("meta"):
-            return sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
-    folder = Path(name)
-    for candidate in (folder / "final" / "config.json", folder / "config.json"):
-        if candidate.is_file():
-            config = json.loads(candidate.read_text())
-            hidden, layers = config.get("hidden_size"), config.get("num_hidden_layers")
-            inner, vocab = config.get("intermediate_size") or 4 * (hidden or 0), config.get("vocab_size") or 0
-            if hidden and layers:
-                return layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
-    return None
+    try:
+        shape = shape_of(model)
+    except UserError:  # an earlier stage's output, not there yet
+        return None
+    return shape.parameters if shape else None
 
 
 def tokens_per_step(cfg: RunConfig, cost: Cost) -> int:
@@ -83,21 +66,27 @@ def duration(seconds: float) -> str:
 
 
 def describe_plan(stages: list[tuple[str, RunConfig, bool]]) -> list[str]:
-    """Lines of the plan for (name, config, already done) stages, in run order."""
+    """Lines of the plan for (name, config, already done) stages, in run order: steps, size, predicted peak
+    memory per process (llmforge/memory) and time."""
+    from llmforge.memory import stage_plans
+    from llmforge.memory.render import gib
+
     rate = matmul_rate()
+    memory = stage_plans([cfg for _, cfg, _ in stages])
     known: dict[str, int] = {}
     lines, total, unknown = [], 0.0, False
-    for index, (name, cfg, done) in enumerate(stages, start=1):
-        params = parameter_count(cfg.model, known)
+    for index, ((name, cfg, done), planned) in enumerate(zip(stages, memory, strict=True), start=1):
+        params = planned.estimate.shape.parameters if planned else parameter_count(cfg.model, known)
         if params is not None:
             known[cfg.output_dir] = params
         size = f"{params / 1e6:,.1f}M params" if params else "size known at start"
         steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps > 0 else f"{cfg.train.epochs:g} epochs"
+        peak = f"peak {gib(planned.estimate.peak)}" if planned else ""
         seconds = None if done else estimate(cfg, params, rate)
         when = "done, skipped" if done else duration(seconds) if seconds is not None else "?"
         unknown |= seconds is None and not done
         total += seconds or 0.0
-        lines.append(f"  {index}. {name:<10} {cfg.stage:<8} {steps:<10} {size:<18} {when}")
-    head = f"Plan ({rate / 1e9:,.0f} GFLOP/s measured here):"
+        lines.append(f"  {index}. {name:<10} {cfg.stage:<8} {steps:<10} {size:<18} {peak:<16} {when}")
+    head = f"Plan ({rate / 1e9:,.0f} GFLOP/s measured here; memory: predicted peak per process):"
     tail = f"  about {duration(total).lstrip('~')} in all" + (" (plus the stages marked ?)" if unknown else "")
     return [head, *lines, tail]

@@ -51,7 +51,7 @@ def load_tokenizer(source: ModelSource, cfg: ModelConfig, family: Family | None 
     """The tokenizer of `model.tokenizer` if set, else the model's own; chat template from the family if absent."""
     wanted = cfg.tokenizer or (source.preset.tokenizer if source.preset else None) or source.location
     if wanted in PRESETS and PRESETS[wanted].tokenizer is None:
-        return tiny_tokenizer(family or family_for(PRESETS[wanted].model_type))
+        return tiny_tokenizer(family or family_for(PRESETS[wanted].model_type), PRESETS[wanted].vocab_size)
     tokenizer = _hub_call(AutoTokenizer.from_pretrained, wanted, cfg, what="tokenizer")
     if family is not None and not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = family.chat_template

@@ -44,15 +44,35 @@ def train_bpe(texts, vocab_size: int = TINY_VOCAB_SIZE) -> Tokenizer:
     return tokenizer
 
 
-def tiny_tokenizer(family: Family) -> PreTrainedTokenizerFast:
-    """The shipped BPE wrapped for transformers, with the family's chat template."""
+RESERVED = "<|reserved_{}|>"
+
+
+def tiny_tokenizer(family: Family, vocab_size: int | None = None) -> PreTrainedTokenizerFast:
+    """The shipped BPE wrapped for transformers, with the family's chat template.
+
+    `vocab_size` pads its vocabulary with reserved entries up to a real family's size (49,152 for SmolLM2,
+    151,936 for Qwen2.5): no merge produces them, so text tokenizes exactly as with the tiny vocabulary, but
+    the embeddings, the logits and everything that scales with the vocabulary have the real model's shape."""
     path = resources.files("llmforge.registry") / "assets" / ASSET
-    backend = Tokenizer.from_str(path.read_text(encoding="utf-8"))
+    backend = Tokenizer.from_str(_padded(path.read_text(encoding="utf-8"), vocab_size))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token=BOS, eos_token=EOS, pad_token=PAD, model_max_length=1 << 30
     )
     tokenizer.chat_template = family.chat_template
     return tokenizer
+
+
+def _padded(serialized: str, vocab_size: int | None) -> str:
+    if vocab_size is None:
+        return serialized
+    import json
+
+    spec = json.loads(serialized)
+    vocab = spec["model"]["vocab"]
+    if vocab_size < len(vocab):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the shipped tokenizer's {len(vocab)} tokens")
+    vocab.update({RESERVED.format(index): index for index in range(len(vocab), vocab_size)})
+    return json.dumps(spec)
 
 
 # Tokens real families reserve for padding, tried before a new one is added.

@@ -9,13 +9,24 @@ syncs both. The reference is the policy with its adapters switched off for LoRA 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from llmforge.kernels.vocab import causal_parts
 from llmforge.rl.core import entropy_from_logits, logprobs_of
+from llmforge.rl.logprobs import backbone_of, response_hidden, token_logprobs
+
+
+class Scored(NamedTuple):
+    """What one forward of the trained pair gives for a batch of rollout rows, at the response positions only
+    ([B, T] each, 0 outside the response mask). A tuple, so DDP finds the tensors in it."""
+
+    logprobs: torch.Tensor
+    entropy: torch.Tensor | None
+    values: torch.Tensor | None
 
 
 class PolicyAndValue(nn.Module):
@@ -23,14 +34,16 @@ class PolicyAndValue(nn.Module):
     train it); the head starts at zero. `value_scale` maps a separate value model's outputs onto the
     reward's scale: one started from the reward model predicts raw scores, while the rewards it must
     predict were rescaled with the reward model's saved mean/std, so its outputs get the same
-    (x - mean) / std."""
+    (x - mean) / std. Log-probs are taken at `temperature` (the sampling temperature), in chunks unless
+    `chunked` is off (rl/logprobs.py)."""
 
     def __init__(self, policy: nn.Module, value: nn.Module | None, value_scale: tuple[float, float] = (0.0, 1.0),
-                 ) -> None:
+                 temperature: float = 1.0, chunked: bool = True) -> None:
         super().__init__()
         self.policy = policy
         self.value = value
         self.value_shift, self.value_std = value_scale
+        self.temperature, self.chunked = temperature, chunked
         if value is None:
             self.value_head = nn.Linear(policy.config.hidden_size, 1)
             nn.init.zeros_(self.value_head.weight)
@@ -41,17 +54,22 @@ class PolicyAndValue(nn.Module):
         return [p for p in module.parameters() if p.requires_grad]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(policy logits [B, L, V], values [B, L]) at every position."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
-                  "use_cache": False}
-        if self.value is None:
-            out = self.policy(**inputs, output_hidden_states=True)
-            return out.logits, self.value_head(out.hidden_states[-1].to(self.value_head.weight.dtype)).squeeze(-1)
-        logits = self.policy(**inputs).logits
-        hidden = self.value(**inputs, output_hidden_states=True).hidden_states[-1]
-        values = value_head(self.value)(hidden).squeeze(-1)
-        return logits, (values - self.value_shift) / self.value_std
+                responses: torch.Tensor, mask: torch.Tensor, prompt_width: int, with_entropy: bool = False,
+                with_values: bool = True) -> Scored:
+        """Log-probs (and entropy) of the response tokens under the policy, and the values at the positions
+        that predict them; the backbone runs once, the head only at the response positions."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        backbone, head, config = causal_parts(self.policy)
+        hidden = response_hidden(backbone, inputs, prompt_width)
+        logprobs, entropy = token_logprobs(hidden, head, config, responses, mask, self.temperature, self.chunked,
+                                           with_entropy)
+        values = None
+        if with_values and self.value is None:
+            values = self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1)
+        elif with_values:
+            scores = value_head(self.value)(response_hidden(backbone_of(self.value), inputs, prompt_width))
+            values = (scores.squeeze(-1) - self.value_shift) / self.value_std
+        return Scored(logprobs, entropy, values)
 
 
 def value_head(model: nn.Module) -> nn.Module:
@@ -94,14 +112,24 @@ def response_entropy(logits: torch.Tensor, prompt_width: int, temperature: float
 
 
 @contextlib.contextmanager
-def reference_of(accelerator: Any, wrapped: nn.Module, ref_model: nn.Module | None) -> Iterator[Any]:
-    """Yields a callable (input_ids, attention_mask, position_ids) -> logits of the reference model."""
+def reference_of(accelerator: Any, wrapped: nn.Module, ref_model: nn.Module | None,
+                 ) -> Iterator[Callable[..., torch.Tensor]]:
+    """Yields a callable (the forward's arguments) -> the reference model's log-probs of the response tokens."""
     if ref_model is not None:
-        yield lambda **inputs: ref_model(**inputs, use_cache=False).logits
+        unwrapped = accelerator.unwrap_model(wrapped)
+
+        def score(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                  responses: torch.Tensor, mask: torch.Tensor, prompt_width: int) -> torch.Tensor:
+            backbone, head, config = causal_parts(ref_model)
+            hidden = response_hidden(backbone, {"input_ids": input_ids, "attention_mask": attention_mask,
+                                                "position_ids": position_ids}, prompt_width)
+            return token_logprobs(hidden, head, config, responses, mask, unwrapped.temperature, unwrapped.chunked)[0]
+
+        yield score
         return
     # a PEFT policy: the base weights are the reference; the forward still goes through the wrapper (FSDP)
     with accelerator.unwrap_model(wrapped).policy.disable_adapter():
-        yield lambda **inputs: wrapped(**inputs)[0]
+        yield lambda **inputs: wrapped(**inputs, with_values=False).logprobs
 
 
 @contextlib.contextmanager

@@ -28,13 +28,7 @@ from llmforge.rl.core import (
     reward_to_go,
     token_rewards,
 )
-from llmforge.rl.models import (
-    at_responses,
-    gathered_for_generation,
-    reference_of,
-    response_entropy,
-    response_logprobs,
-)
+from llmforge.rl.models import gathered_for_generation, reference_of
 from llmforge.rl.sampling import ContinuousSampler, sample_padded
 
 
@@ -107,22 +101,22 @@ def make_rollout(accelerator: Any, model: Any, ref_model: Any, tokenizer: Any, s
     attention = torch.cat([prompt_mask, mask], dim=1)
     positions = position_ids(attention)
 
-    def chunks() -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:  # forwards of micro-batch size
+    def chunks() -> Iterator[tuple[slice, dict[str, Any]]]:  # forwards of micro-batch size
         for start in range(0, len(prompts), s.micro_batch_size):
             part = slice(start, start + s.micro_batch_size)
             yield part, {"input_ids": input_ids[part], "attention_mask": attention[part],
-                         "position_ids": positions[part]}
+                         "position_ids": positions[part], "responses": responses[part], "mask": mask[part],
+                         "prompt_width": width}
 
     logprobs, entropy, values = [], [], []
-    for part, inputs in chunks():  # one chunk's logits at a time: [B, L, vocab] for the whole rollout is large
-        logits, value = model(**inputs)
-        logprobs.append(response_logprobs(logits, responses[part], width, s.temperature))
-        entropy.append(response_entropy(logits, width, s.temperature))
-        values.append(at_responses(value, width).float())
+    for _, inputs in chunks():  # one micro-batch at a time, scored at the response positions only
+        scored = model(**inputs, with_entropy=True)
+        logprobs.append(scored.logprobs)
+        entropy.append(scored.entropy)
+        values.append(scored.values.float())
     logprobs, entropy, values = torch.cat(logprobs), torch.cat(entropy), torch.cat(values)
     with reference_of(accelerator, model, ref_model) as reference:
-        ref_logprobs = torch.cat([response_logprobs(reference(**inputs), responses[part], width, s.temperature)
-                                  for part, inputs in chunks()])
+        ref_logprobs = torch.cat([reference(**inputs) for _, inputs in chunks()])
     model.train()
 
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)  # past the stop token: padding

@@ -29,14 +29,7 @@ from transformers.trainer_utils import TrainOutput
 from llmforge.engine.files import atomic_write_json
 from llmforge.rl.core import KLController, masked_mean, policy_loss, value_loss
 from llmforge.rl.evaluation import evaluate_policy
-from llmforge.rl.models import (
-    PolicyAndValue,
-    at_responses,
-    disable_dropout,
-    gathered_for_generation,
-    response_entropy,
-    response_logprobs,
-)
+from llmforge.rl.models import PolicyAndValue, disable_dropout, gathered_for_generation
 from llmforge.rl.rollout import Rollout, RolloutSettings, make_rollout
 from llmforge.rl.sampling import ContinuousSampler
 from llmforge.rl.selection import Selection
@@ -81,7 +74,7 @@ class PPOTrainer:
                  value_model: Any, ref_model: Any, scorer: Any, options: Any, stop_ids: list[int],
                  value_scale: tuple[float, float] = (0.0, 1.0), engine: str = "padded",
                  eval_items: list[dict[str, Any]] | None = None, eval_every: int | None = None,
-                 selection: Selection | None = None) -> None:
+                 selection: Selection | None = None, chunked: bool = True) -> None:
         self.args, self.options = args, options
         self.eval_items, self.eval_every = eval_items or [], eval_every
         self.selection = selection or Selection(None, True)
@@ -101,7 +94,7 @@ class PPOTrainer:
         mini_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
         self.updates_per_step = (options.ppo_epochs * options.rollout_batch_size * options.samples_per_prompt
                                  // mini_batch)
-        combined = PolicyAndValue(model, value_model, value_scale)
+        combined = PolicyAndValue(model, value_model, value_scale, options.temperature, chunked)
         optimizer = self._optimizer(combined)
         total = self.max_steps * self.updates_per_step
         self.scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.get_warmup_steps(total),
@@ -237,20 +230,20 @@ class PPOTrainer:
 
     def _loss(self, r: Rollout, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         options = self.options
-        logits, values = self.model_wrapped(input_ids=r.input_ids[batch], attention_mask=r.attention_mask[batch],
-                                            position_ids=r.position_ids[batch])
-        width, mask = r.prompt_width, r.mask[batch]
-        logprobs = response_logprobs(logits, r.responses[batch], width, options.temperature)
-        pg_loss, pg_stats = policy_loss(logprobs, r.logprobs[batch], r.advantages[batch], mask, options.cliprange)
+        mask = r.mask[batch]
+        scored = self.model_wrapped(input_ids=r.input_ids[batch], attention_mask=r.attention_mask[batch],
+                                    position_ids=r.position_ids[batch], responses=r.responses[batch], mask=mask,
+                                    prompt_width=r.prompt_width, with_entropy=bool(options.entropy_coef))
+        pg_loss, pg_stats = policy_loss(scored.logprobs, r.logprobs[batch], r.advantages[batch], mask,
+                                        options.cliprange)
         loss, stats, vf_stats = pg_loss, {"policy_loss": pg_loss.item()}, {}
         if options.advantage_estimator == "gae":  # rloo has no value model to train
-            new_values = at_responses(values, width).float()
-            vf_loss, vf_stats = value_loss(new_values, r.values[batch], r.returns[batch], mask, options.cliprange_value)
+            vf_loss, vf_stats = value_loss(scored.values.float(), r.values[batch], r.returns[batch], mask,
+                                           options.cliprange_value)
             loss = loss + options.vf_coef * vf_loss
             stats["value_loss"] = vf_loss.item()
         if options.entropy_coef:
-            entropy = masked_mean(response_entropy(logits, width, options.temperature), mask)
-            loss = loss - options.entropy_coef * entropy
+            loss = loss - options.entropy_coef * masked_mean(scored.entropy, mask)
         stats.update({key: value.item() for key, value in {**pg_stats, **vf_stats}.items()})
         stats["loss"] = loss.item()
         return loss, stats

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmforge.config.schema import RunConfig
+from llmforge.config.schema import ADAPTER_TYPES, RunConfig
 
 if TYPE_CHECKING:
     from llmforge.registry import LoadedModel, ModelSource
@@ -55,7 +55,6 @@ def trainer_adapter(cfg: RunConfig, loaded: LoadedModel) -> tuple[dict[str, Any]
     return {"peft_config": lora_config(loaded.model, cfg.adapter, loaded.family)}, summary
 
 
-ADAPTER_TYPES = ("lora", "dora", "qlora")
 
 
 def anchor_start(cfg: RunConfig, loaded: LoadedModel, needed: bool | None = None) -> str | None:
@@ -108,6 +107,14 @@ def save_base(folder: Path, loaded: LoadedModel) -> None:
             os.link(file, folder / file.name)
         except OSError:
             shutil.copy2(file, folder / file.name)
+
+
+def chunked_by_trl(cfg: RunConfig) -> None:
+    """A TRL trainer that always computes its log-probs through the chunked head cannot honour
+    `train.chunked_loss: false` (a `check` of dpo, kto and grpo)."""
+    if not cfg.train.chunked_loss:
+        raise ValueError(f"train.chunked_loss=false is not offered for stage {cfg.stage}: TRL's trainer always "
+                         "computes its log-probs in chunks (it never holds the whole logits); leave it true")
 
 
 def capped_eval(data: Any, cfg: RunConfig) -> Any:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from llmforge.config.schema import PAIR_FORMATS, RunConfig, Section
-from llmforge.config.stages import Cost, StageSpec
+from llmforge.config.stages import Cost, Footprint, StageSpec
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
     anchor_start,
     capped_eval,
+    chunked_by_trl,
     parent_of,
     trainer_adapter,
 )
@@ -55,7 +56,8 @@ def offline_preference_parts(cfg: RunConfig, ref_name: str | None, trainer_class
     anchor_start(cfg, loaded)
     parents = [parent_of(loaded.source)]
     kwargs: dict[str, Any] = {}
-    if cfg.adapter.type not in ADAPTER_TYPES:  # LoRA runs need none: the base with adapters off
+    other = ref_name is not None and ref_name != cfg.model.name
+    if cfg.adapter.type not in ADAPTER_TYPES or other:  # LoRA runs need none of their start: adapters off
         kwargs["ref_model"], ref_parent = reference_model(cfg, loaded, ref_name)
         parents += [ref_parent] if ref_parent else []
     peft, summary = trainer_adapter(cfg, loaded)
@@ -116,13 +118,24 @@ def build(cfg: RunConfig) -> StageParts:
     return offline_preference_parts(cfg, options.ref_model, DPOTrainer, DPOConfig, args)
 
 
+def preference_footprint(cfg: RunConfig) -> Footprint:
+    """Chosen and rejected (or a completion and its KL partner) through the policy, and the reference: the base
+    with the adapter off for LoRA, a frozen copy for full training, or the model dpo.ref_model names."""
+    named = cfg.options().ref_model
+    other = named is not None and named != cfg.model.name
+    lora = cfg.adapter.type in ADAPTER_TYPES
+    return Footprint(sequences_per_row=2, reference="none" if other else "adapter" if lora else "copy",
+                     frozen_models=(named,) if other else (), loss_kernel="trl")
+
+
 def offline_preference_spec() -> dict[str, Any]:
     """What dpo and kto declare alike: the keys they read besides their own section, pair rows in, compared with
     the model they started from, and their cost (a policy and a reference pass per pair; kto's is dpo's, not
     measured on its own)."""
     return {"uses": ("adapter", "eval", "data.train", "data.eval", "data.eval_fraction", "data.max_length",
                      "data.truncation", "data.cache_dir"),
-            "formats": PAIR_FORMATS, "compared_with_start": True, "cost": Cost(efficiency=0.52, passes=3.0)}
+            "formats": PAIR_FORMATS, "compared_with_start": True, "cost": Cost(efficiency=0.52, passes=3.0),
+            "check": chunked_by_trl, "footprint": preference_footprint}
 
 
 SPEC = StageSpec(

@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from llmforge.config.schema import RunConfig
-from llmforge.config.stages import Cost, StageSpec
+from llmforge.config.stages import Cost, Footprint, StageSpec
 from llmforge.errors import UserError
 from llmforge.rl.reward_functions import RewardSource, completion_text
 from llmforge.stages.common import (
     ADAPTER_TYPES,
     accuracy_eval,
     anchor_start,
+    chunked_by_trl,
     parent_of,
     trainer_adapter,
 )
-from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
+from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_rewards, online_spec, prompts_within
 
 if TYPE_CHECKING:
     from llmforge.engine.parts import StageParts
@@ -51,9 +52,7 @@ def reward_sources(cfg: RunConfig, columns: list[str]) -> tuple[list[Any], list[
         funcs.append(rm.model)
         tokenizers.append(rm.tokenizer)
         parents.append({**parent_of(rm.source), "role": "reward_model"})
-    sources = cfg.grpo.sources()
-    check_columns("grpo", sources, columns)
-    for source in sources:
+    for source in cfg.grpo.sources():  # their columns were checked with the prompts (prompts_within)
         funcs.append(trl_reward_function(source, columns))
         tokenizers.append(None)
     return funcs, tokenizers, parents
@@ -71,9 +70,9 @@ class GRPOOptions(RewardSources):
 def build(cfg: RunConfig) -> StageParts:
     from trl import GRPOConfig, GRPOTrainer
 
-    from llmforge.data.preference import prepare_prompt_data
     from llmforge.distributed.state import process_state
     from llmforge.engine.adapters import quantization_kwargs
+    from llmforge.engine.callbacks import GenerationClock
     from llmforge.engine.parts import StageParts
     from llmforge.inference import stops_of
     from llmforge.precision import current_device
@@ -89,7 +88,8 @@ def build(cfg: RunConfig) -> StageParts:
     loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
     # TRL builds a full-training reference from the model's name: make sure that name loads these weights
     anchor_start(cfg, loaded, needed=cfg.adapter.type in ADAPTER_TYPES or options.beta > 0)
-    prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "grpo")
+    prompts, accuracy, fingerprints, dropped = prompts_within(cfg, loaded.tokenizer)
+    prompts = prompts.remove_columns("prompt_ids")  # TRL templates and tokenizes the prompts itself
     funcs, reward_tokenizers, reward_parents = reward_sources(cfg, [c for c in prompts.column_names if c != "prompt"])
     args = {"num_generations": options.num_generations, "beta": options.beta, "max_completion_length": options.max_new_tokens,
             "temperature": options.temperature, "top_p": options.top_p, "loss_type": options.loss_type,
@@ -108,12 +108,22 @@ def build(cfg: RunConfig) -> StageParts:
         args_extra=args,
         trainer_kwargs=kwargs,
         parents=[parent_of(loaded.source), *reward_parents],
-        data={"fingerprints": fingerprints, "train_prompts": len(prompts), "accuracy_prompts": len(accuracy)},
+        data={"fingerprints": fingerprints, "train_prompts": len(prompts), "dropped_long_prompts": dropped,
+              "accuracy_prompts": len(accuracy)},
         model_info=summary,
         layer_class=loaded.family.decoder_layer or None,
         final_eval=accuracy_eval(accuracy) if accuracy else None,
         language_model=False,
+        callbacks=[GenerationClock()],
     )
+
+
+def footprint(cfg: RunConfig) -> Footprint:
+    """A generation batch of micro_batch_size x grad_accum_steps completions sampled at once (TRL's
+    steps_per_generation), the reference when beta > 0, and the reward model."""
+    reference = "none" if cfg.grpo.beta == 0 else "adapter" if cfg.adapter.type in ADAPTER_TYPES else "copy"
+    return Footprint(reference=reference, generated_sequences=cfg.train.micro_batch_size * cfg.train.grad_accum_steps,
+                     frozen_models=(cfg.grpo.reward_model,) if cfg.grpo.reward_model else (), loss_kernel="trl")
 
 
 SPEC = StageSpec(
@@ -124,7 +134,8 @@ SPEC = StageSpec(
     uses=ONLINE_KEYS,
     options=GRPOOptions,
     build=build,
-    check=check_rewards,
+    check=lambda cfg: (check_rewards(cfg), chunked_by_trl(cfg)),
     **online_spec(),
     cost=Cost(efficiency=0.038, tokens_per_row=lambda cfg: cfg.grpo.max_new_tokens),
+    footprint=footprint,
 )

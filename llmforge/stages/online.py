@@ -82,12 +82,31 @@ def check_rewards(cfg: RunConfig) -> None:
         raise ValueError(f"adapter.type=freeze is not offered for {section}; use none (full) or lora")
 
 
+def prompts_within(cfg: RunConfig, tokenizer: Any) -> tuple[Any, list[dict], dict[str, Any], int]:
+    """(prompt rows with their token ids, held-out prompts, fingerprints, prompts left out): every prompt that
+    leaves room for max_new_tokens within data.max_length, so a sequence never outgrows what the memory plan
+    counted."""
+    from llmforge.data.chat import encode_prompt
+    from llmforge.data.preference import prepare_prompt_data
+
+    section, options = cfg.stage, cfg.options()
+    prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, section)
+    check_columns(section, options.sources(), [c for c in prompts.column_names if c != "prompt"])
+    limit = cfg.data.max_length - options.max_new_tokens
+    encoded = prompts.map(lambda row: {"prompt_ids": encode_prompt(tokenizer, row["prompt"])})
+    kept = encoded.filter(lambda row: 0 < len(row["prompt_ids"]) <= limit)
+    if len(kept) == 0:
+        raise UserError(f"data.train: every prompt is longer than data.max_length - {section}.max_new_tokens = "
+                        f"{limit} tokens. Raise data.max_length or lower {section}.max_new_tokens.")
+    return kept, accuracy, fingerprints, len(encoded) - len(kept)
+
+
 def reward_model_of(cfg: RunConfig) -> str | None:
     return cfg.options().reward_model
 
 
 # what grpo and ppo read (their own section aside)
-ONLINE_KEYS = ("adapter", "data.train", "data.eval")
+ONLINE_KEYS = ("adapter", "data.train", "data.eval", "data.max_length")
 
 
 def online_spec() -> dict[str, Any]:

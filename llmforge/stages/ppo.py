@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from llmforge.config.schema import RunConfig
-from llmforge.config.stages import Cost, StageSpec
+from llmforge.config.stages import Cost, Footprint, StageSpec
 from llmforge.errors import UserError
 from llmforge.stages.common import (
     ADAPTER_TYPES,
@@ -25,7 +25,7 @@ from llmforge.stages.common import (
     model_summary,
     parent_of,
 )
-from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_columns, check_rewards, online_spec
+from llmforge.stages.online import ONLINE_KEYS, RewardSources, check_rewards, online_spec, prompts_within
 
 if TYPE_CHECKING:
     from llmforge.engine.parts import StageParts
@@ -40,21 +40,6 @@ def same_vocabulary(policy_tokenizer: Any, other_tokenizer: Any, name: str, role
                         "the policy's tokens. Start it from the policy's family (e.g. an rm run trained from "
                         "the SFT model), or set ppo.value_model to the policy's start, or to `policy` (a value head on "
                         "the policy).")
-
-
-def encoded_prompts(cfg: RunConfig, tokenizer: Any) -> tuple[Any, list[dict], dict[str, Any], int]:
-    from llmforge.data.chat import encode_prompt
-    from llmforge.data.preference import prepare_prompt_data
-
-    prompts, accuracy, fingerprints = prepare_prompt_data(cfg.data, "ppo")
-    check_columns("ppo", cfg.ppo.sources(), [c for c in prompts.column_names if c != "prompt"])
-    limit = cfg.data.max_length - cfg.ppo.max_new_tokens
-    encoded = prompts.map(lambda row: {"prompt_ids": encode_prompt(tokenizer, row["prompt"])})
-    kept = encoded.filter(lambda row: 0 < len(row["prompt_ids"]) <= limit)
-    if len(kept) == 0:
-        raise UserError(f"data.train: every prompt is longer than data.max_length - ppo.max_new_tokens = {limit} "
-                        "tokens. Raise data.max_length or lower ppo.max_new_tokens.")
-    return kept, accuracy, fingerprints, len(encoded) - len(kept)
 
 
 VALUE_HEAD_ON_POLICY = "policy"
@@ -109,7 +94,7 @@ def build(cfg: RunConfig) -> StageParts:
     loaded = load_model(cfg.model, **quantization_kwargs(cfg.adapter))
     anchor_start(cfg, loaded)
     tokenizer = loaded.tokenizer
-    prompts, accuracy, fingerprints, dropped = encoded_prompts(cfg, tokenizer)
+    prompts, accuracy, fingerprints, dropped = prompts_within(cfg, tokenizer)
     lora = cfg.adapter.type in ADAPTER_TYPES
     ref_model = None if lora else copy.deepcopy(loaded.model)
     policy = apply_adapter(loaded.model, cfg.adapter, loaded.family)
@@ -148,7 +133,7 @@ def build(cfg: RunConfig) -> StageParts:
                         "value_scale": value_scale,
                         "engine": choose_engine(options.generation, current_device(), cfg.distributed.strategy),
                         "eval_items": accuracy, "eval_every": cfg.eval.every_steps,
-                        "selection": selection_of(cfg)},
+                        "selection": selection_of(cfg), "chunked": cfg.train.chunked_loss},
         parents=parents,
         data={"fingerprints": fingerprints, "train_prompts": len(prompts), "dropped_long_prompts": dropped,
               "accuracy_prompts": len(accuracy), "reward_stats": stats},
@@ -187,11 +172,24 @@ def rollout_rows(cfg: RunConfig) -> int:
     return cfg.ppo.rollout_batch_size * cfg.ppo.samples_per_prompt * (cfg.ppo.ppo_epochs + 1)
 
 
+def footprint(cfg: RunConfig) -> Footprint:
+    """The rollout's sequences sampled at once, the reference (the adapter switched off, or a copy), the reward
+    model, and a separate critic unless the value head sits on the policy; the loss covers the responses only."""
+    options = cfg.ppo
+    value = VALUE_HEAD_ON_POLICY if options.advantage_estimator == "rloo" else (
+        options.value_model or options.reward_model or cfg.model.name)
+    return Footprint(response_tokens=options.max_new_tokens,
+                     reference="adapter" if cfg.adapter.type in ADAPTER_TYPES else "copy",
+                     generated_sequences=options.rollout_batch_size * options.samples_per_prompt,
+                     frozen_models=(options.reward_model,) if options.reward_model else (),
+                     critic=None if value == VALUE_HEAD_ON_POLICY else value)
+
+
 SPEC = StageSpec(
     name="ppo",
     order=60,
     summary="proximal policy optimisation on our own loop: value model and GAE, or RLOO baselines",
-    uses=ONLINE_KEYS + ("data.max_length", "eval.every_steps"),
+    uses=ONLINE_KEYS + ("eval.every_steps",),
     refuses=("train.compile", "train.liger_kernel"),
     refuses_why="they apply to the Trainer-based stages; ppo runs its own loop and does not use them",
     options=PPOOptions,
@@ -199,4 +197,5 @@ SPEC = StageSpec(
     check=check,
     **online_spec(),
     cost=Cost(efficiency=0.57, rows_per_step=rollout_rows),
+    footprint=footprint,
 )

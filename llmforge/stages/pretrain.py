@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmforge.config.schema import RunConfig
-from llmforge.config.stages import Cost, StageSpec
+from llmforge.config.stages import Cost, Footprint, StageSpec
 from llmforge.stages.common import capped_eval, model_summary, parent_of
 
 if TYPE_CHECKING:
@@ -13,8 +13,11 @@ if TYPE_CHECKING:
 
 
 def build(cfg: RunConfig) -> StageParts:
+    from transformers import Trainer
+
     from llmforge.data.packing import BlockCollator
     from llmforge.data.pretrain import prepare_pretrain_data
+    from llmforge.engine.losses import ChunkedLossTrainer
     from llmforge.engine.parts import StageParts
     from llmforge.registry import load_model
 
@@ -26,6 +29,7 @@ def build(cfg: RunConfig) -> StageParts:
         train_dataset=data.train,
         eval_dataset=capped_eval(data.eval, cfg),
         data_collator=BlockCollator(loaded.tokenizer.pad_token_id),
+        trainer_class=ChunkedLossTrainer if cfg.train.chunked_loss else Trainer,
         parents=[parent_of(loaded.source)],
         data={"fingerprints": data.fingerprints, **data.stats},
         model_info=model_summary(loaded),
@@ -44,4 +48,5 @@ SPEC = StageSpec(
     headline=("eval_loss", "eval_perplexity"),
     samples="continuations",
     cost=Cost(efficiency=0.35),
+    footprint=lambda cfg: Footprint(reloads_final="never"),  # its held-out figure is the loss, computed in place
 )

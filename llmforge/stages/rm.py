@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from llmforge.config.schema import PAIR_FORMATS, RunConfig, Section
-from llmforge.config.stages import Cost, StageSpec
+from llmforge.config.stages import Cost, Footprint, StageSpec
 from llmforge.stages.common import anchor_start, capped_eval, model_summary, parent_of
 
 if TYPE_CHECKING:
@@ -69,7 +69,8 @@ def reward_statistics(pairs: Dataset, samples: int) -> Any:
         (staging / STATS_FILE).write_text(json.dumps(stats, indent=2))
         metrics = {f"reward_{key}": value for key, value in stats.items() if key != "count"}
         metrics.update({f"final_{k.removeprefix('eval_')}": v for k, v in pair_metrics(chosen, rejected).items()})
-        log.info("reward statistics over %d pairs: %s", len(subset), stats)
+        log.info("reward statistics over %d pairs: mean %.2f, standard deviation %.2f", len(subset), stats["mean"],
+                 stats["std"])
         return metrics
 
     return finalize
@@ -138,4 +139,6 @@ SPEC = StageSpec(
     judges=True,
     samples="none",
     cost=Cost(efficiency=0.63, passes=2.0),
+    footprint=lambda cfg: Footprint(sequences_per_row=2, vocab_loss=False, sequence_classifier=True,
+                                    reloads_final="always"),
 )

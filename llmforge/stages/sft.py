@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def build(cfg: RunConfig) -> StageParts:
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from llmforge.data.batching import (
         attention_for,
@@ -30,6 +30,7 @@ def build(cfg: RunConfig) -> StageParts:
     )
     from llmforge.data.sft import prepare_sft_data, row_lengths
     from llmforge.engine.adapters import apply_adapter, quantization_kwargs
+    from llmforge.engine.losses import sft_trainer
     from llmforge.engine.parts import StageParts
     from llmforge.precision import current_device
     from llmforge.registry import load_model
@@ -60,7 +61,7 @@ def build(cfg: RunConfig) -> StageParts:
         tokenizer=loaded.tokenizer,
         train_dataset=train,
         eval_dataset=data.eval,
-        trainer_class=SFTTrainer,
+        trainer_class=sft_trainer(cfg.train.chunked_loss),
         args_class=SFTConfig,
         args_extra=args,
         parents=[parent_of(loaded.source)],

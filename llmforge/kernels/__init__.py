@@ -1,0 +1,1 @@
+"""Compute kernels below every layer: the chunked log-probabilities over a vocabulary (vocab.py)."""
