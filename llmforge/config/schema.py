@@ -139,9 +139,9 @@ class TrainConfig(Section):
         "auto", description="recompute activations in the backward pass: less memory, ~30% slower; auto = on where "
         "the memory plan predicts activations to be the largest part of the peak (llmforge plan)")
     chunked_loss: bool = Field(
-        True, description="compute next-token log-probs through the LM head in chunks (TRL's fused head), never "
-        "holding the [tokens x vocabulary] logits; false = the plain loss over the whole logits (pretrain, sft, "
-        "ppo; TRL's dpo, kto and grpo always chunk)")
+        True, description="compute next-token log-probs through the LM head in chunks, never holding the [tokens x "
+        "vocabulary] logits (pretrain, sft, ppo: kernels/vocab.py; dpo, kto, grpo: TRL's own chunked head, always; "
+        "under DeepSpeed ZeRO-3 the model's own loss); false = the plain loss over the whole logits")
     compile: bool = Field(False, description="torch.compile the model (not ppo; the first steps compile)")
     liger_kernel: bool = Field(False, description="Liger's fused Triton kernels (GPU, not ppo; needs `pip install "
                                "liger-kernel`)")

@@ -6,7 +6,8 @@ once. With `train.chunked_loss` (the default) the pretrain and SFT trainers comp
 kernels/vocab.py's chunked kernel from the backbone's output, the head projecting one position only; with
 it off, the model's own cross-entropy over the whole logits (transformers' Trainer's loss), for comparison
 or for a model the chunked path does not cover. TRL's DPO, KTO and GRPO trainers chunk with TRL's own
-fused head.
+fused head. Under DeepSpeed ZeRO-3 the head's weight is partitioned outside its module's forward, so the
+loss there is the model's own, over the whole logits.
 """
 
 from __future__ import annotations
@@ -15,19 +16,27 @@ from typing import Any
 
 from transformers import Trainer
 
-from llmforge.kernels.vocab import NextTokenLoss
+from llmforge.kernels.vocab import NextTokenLoss, causal_parts, partitioned
 
 
 def _chunked_loss(trainer: Any, model: Any, inputs: dict[str, Any], return_outputs: bool,
                   num_items_in_batch: Any) -> Any:
     """Trainer.compute_loss's contract with the chunked loss: normalised by the tokens of the whole accumulated
     batch (num_items_in_batch) and scaled by the processes when those tokens were counted across them."""
+    if partitioned(causal_parts(trainer.model)[1].weight):
+        return _whole_logits_loss(trainer, model, inputs, return_outputs, num_items_in_batch)
     if getattr(trainer, "_next_token_loss", None) is None:
         trainer._next_token_loss = NextTokenLoss(trainer.model)
     loss = trainer._next_token_loss(model, inputs, num_items_in_batch)
     if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:
         loss = loss * (trainer.accelerator.num_processes // trainer.get_tp_size())
     return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def _whole_logits_loss(trainer: Any, model: Any, inputs: dict[str, Any], return_outputs: bool,
+                       num_items_in_batch: Any) -> Any:
+    """transformers' Trainer's loss: the model's own cross-entropy over the whole logits."""
+    return Trainer.compute_loss(trainer, model, {**inputs, "use_cache": False}, return_outputs, num_items_in_batch)
 
 
 class ChunkedLossTrainer(Trainer):
@@ -51,7 +60,6 @@ def sft_trainer(chunked: bool) -> type:
     class FullLogitsSFTTrainer(SFTTrainer):
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            return Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs,
-                                        num_items_in_batch)
+            return _whole_logits_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     return ChunkedSFTTrainer if chunked else FullLogitsSFTTrainer

@@ -12,8 +12,6 @@ softcapped head (Gemma 2) goes through TRL's kernel, which implements the cap.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -22,17 +20,11 @@ from torch import nn
 CHUNK_LOGITS = 1 << 26  # logits formed at once (256 MiB in float32): 441 tokens of a 151,936-token vocabulary
 
 
-@contextlib.contextmanager
-def _gathered(*params: torch.Tensor | None) -> Iterator[None]:
-    """DeepSpeed ZeRO-3 partitions parameters outside their module's forward: gather the head for the chunks."""
-    partitioned = [p for p in params if p is not None and hasattr(p, "ds_id")]
-    if not partitioned:
-        yield
-        return
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(partitioned):
-        yield
+def partitioned(param: torch.Tensor) -> bool:
+    """Whether DeepSpeed ZeRO-3 partitions this parameter. Outside its module's forward it holds no data, and its
+    gradient reaches the optimizer through that module's hooks only, so the kernels here, which read the head's
+    weight directly, must not be given it: callers run the head as a module instead (whole logits)."""
+    return hasattr(param, "ds_id")
 
 
 class ChunkedLogProbs(torch.autograd.Function):
@@ -47,18 +39,17 @@ class ChunkedLogProbs(torch.autograd.Function):
         logprobs = torch.empty(count, dtype=torch.float32, device=hidden.device)
         log_z = torch.empty_like(logprobs)
         entropy = torch.empty_like(logprobs) if with_entropy else None
-        with _gathered(weight, bias):
-            for start in range(0, count, rows):
-                end = min(start + rows, count)
-                z = _logits(hidden[start:end], weight, bias, scale)
-                target = z.gather(1, targets[start:end, None]).squeeze(1)
-                top = z.amax(dim=-1, keepdim=True)
-                e = z.sub_(top).exp_() if entropy is None else (z - top).exp_()  # in place unless z is needed
-                total = e.sum(dim=-1)
-                log_z[start:end] = top.squeeze(1) + torch.log(total)
-                logprobs[start:end] = target - log_z[start:end]
-                if entropy is not None:  # H = log Z - sum p z
-                    entropy[start:end] = log_z[start:end] - (e * z).sum(-1) / total
+        for start in range(0, count, rows):
+            end = min(start + rows, count)
+            z = _logits(hidden[start:end], weight, bias, scale)
+            target = z.gather(1, targets[start:end, None]).squeeze(1)
+            top = z.amax(dim=-1, keepdim=True)
+            e = z.sub_(top).exp_() if entropy is None else (z - top).exp_()  # in place unless z is needed
+            total = e.sum(dim=-1)
+            log_z[start:end] = top.squeeze(1) + torch.log(total)
+            logprobs[start:end] = target - log_z[start:end]
+            if entropy is not None:  # H = log Z - sum p z
+                entropy[start:end] = log_z[start:end] - (e * z).sum(-1) / total
         ctx.save_for_backward(hidden, weight, bias, targets, log_z, entropy)
         ctx.scale, ctx.rows = scale, rows
         return logprobs, entropy
@@ -67,23 +58,22 @@ class ChunkedLogProbs(torch.autograd.Function):
     def backward(ctx: Any, grad_logprobs: torch.Tensor | None, grad_entropy: torch.Tensor | None) -> tuple:
         hidden, weight, bias, targets, log_z, entropy = ctx.saved_tensors
         grads = _Gradients(hidden, weight, bias, ctx.needs_input_grad[:3])
-        with _gathered(weight, bias):
-            for start in range(0, hidden.shape[0], ctx.rows):
-                end = min(start + ctx.rows, hidden.shape[0])
-                z = _logits(hidden[start:end], weight, bias, ctx.scale)
-                g = grad_logprobs[start:end, None] if grad_logprobs is not None else None
-                if grad_entropy is not None:  # dH/dz = -p (log p + H), in z's buffer
-                    log_p = z.sub_(log_z[start:end, None])
-                    p = torch.exp(log_p)
-                    grad = log_p.add_(entropy[start:end, None]).mul_(p).mul_(-grad_entropy[start:end, None])
-                    if g is not None:
-                        grad.sub_(p.mul_(g))
-                else:  # d log p_t / dz = onehot(t) - p, in z's buffer
-                    grad = z.sub_(log_z[start:end, None]).exp_().mul_(-g)
+        for start in range(0, hidden.shape[0], ctx.rows):
+            end = min(start + ctx.rows, hidden.shape[0])
+            z = _logits(hidden[start:end], weight, bias, ctx.scale)
+            g = grad_logprobs[start:end, None] if grad_logprobs is not None else None
+            if grad_entropy is not None:  # dH/dz = -p (log p + H), in z's buffer
+                log_p = z.sub_(log_z[start:end, None])
+                p = torch.exp(log_p)
+                grad = log_p.add_(entropy[start:end, None]).mul_(p).mul_(-grad_entropy[start:end, None])
                 if g is not None:
-                    grad[torch.arange(end - start, device=grad.device), targets[start:end]] += g.squeeze(1)
-                grad.mul_(ctx.scale)
-                grads.add(grad, hidden, weight, start, end)
+                    grad.sub_(p.mul_(g))
+            else:  # d log p_t / dz = onehot(t) - p, in z's buffer
+                grad = z.sub_(log_z[start:end, None]).exp_().mul_(-g)
+            if g is not None:
+                grad[torch.arange(end - start, device=grad.device), targets[start:end]] += g.squeeze(1)
+            grad.mul_(ctx.scale)
+            grads.add(grad, hidden, weight, start, end)
         return (*grads.cast(hidden, weight, bias), None, None, None)
 
 
@@ -127,19 +117,18 @@ class ChunkedNextTokenLoss(torch.autograd.Function):
         rows = max(1, CHUNK_LOGITS // weight.shape[0])
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grads = _Gradients(hidden, weight, bias, ctx.needs_input_grad[:3])
-        with _gathered(weight, bias):
-            for start in range(0, hidden.shape[0], rows):
-                end = min(start + rows, hidden.shape[0])
-                z = _logits(hidden[start:end], weight, bias, scale)
-                target = z.gather(1, targets[start:end, None]).squeeze(1)
-                top = z.amax(dim=-1, keepdim=True)
-                p = z.sub_(top).exp_()
-                norm = p.sum(dim=-1, keepdim=True)
-                total -= (target - top.squeeze(1) - torch.log(norm.squeeze(1))).sum()
-                grad = p.div_(norm)  # softmax; minus the one-hot, over the divisor: d loss / d z
-                grad[torch.arange(end - start, device=grad.device), targets[start:end]] -= 1.0
-                grad.mul_(scale / divisor)
-                grads.add(grad, hidden, weight, start, end)
+        for start in range(0, hidden.shape[0], rows):
+            end = min(start + rows, hidden.shape[0])
+            z = _logits(hidden[start:end], weight, bias, scale)
+            target = z.gather(1, targets[start:end, None]).squeeze(1)
+            top = z.amax(dim=-1, keepdim=True)
+            p = z.sub_(top).exp_()
+            norm = p.sum(dim=-1, keepdim=True)
+            total -= (target - top.squeeze(1) - torch.log(norm.squeeze(1))).sum()
+            grad = p.div_(norm)  # softmax; minus the one-hot, over the divisor: d loss / d z
+            grad[torch.arange(end - start, device=grad.device), targets[start:end]] -= 1.0
+            grad.mul_(scale / divisor)
+            grads.add(grad, hidden, weight, start, end)
         ctx.save_for_backward(*(g for g in grads.present() if g is not None))
         ctx.present = tuple(g is not None for g in grads.present())
         ctx.like = (hidden.dtype, weight.dtype, bias.dtype if bias is not None else None)

@@ -5,7 +5,8 @@ tokens are scored, so the LM head runs over B x T positions rather than B x (pro
 (`train.chunked_loss`, the default) the head runs through kernels/vocab.py's chunked kernel, over the tokens
 the mask keeps, and the [positions x vocabulary] logits never exist; without it the head's logits at the
 response positions are formed once and log-softmaxed (the reference definition, `response_logprobs` in
-rl/models.py, applied to fewer positions). Both scale the logits the way the model's own head does.
+rl/models.py, applied to fewer positions), as they are for a head that DeepSpeed ZeRO-3 partitions. Both scale
+the logits the way the model's own head does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmforge.kernels.vocab import chunked_logprobs, head_scaling
+from llmforge.kernels.vocab import chunked_logprobs, head_scaling, partitioned
 from llmforge.rl.core import entropy_from_logits
 
 
@@ -37,7 +38,7 @@ def token_logprobs(hidden: torch.Tensor, head: nn.Module, config: Any, targets: 
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log p(target), entropy or None), [B, T] each, 0 where `mask` is 0; `hidden` [B, T, h] are the hidden
     states that predict `targets` [B, T]."""
-    if not chunked:
+    if not chunked or partitioned(head.weight):  # a ZeRO-3 head runs as a module, its hooks gathering it
         logits = scaled_logits(hidden, head, config) / temperature
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         entropy = entropy_from_logits(logits) * mask if with_entropy else None
