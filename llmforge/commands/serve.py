@@ -21,10 +21,17 @@ def add_arguments(srv: argparse.ArgumentParser) -> None:
     srv.add_argument("--max-batch-size", type=int, default=32, help="completions decoded together (default 32)")
     srv.add_argument("--max-queue", type=int, default=256,
                      help="completions waiting at most; more get HTTP 429 with Retry-After (default 256)")
+    srv.add_argument("--max-request-size", default="8MiB",
+                     help="largest request body; larger ones get HTTP 413 before they are read (default 8MiB)")
+    srv.add_argument("--engine", default="auto", choices=("auto", "transformers", "vllm"),
+                     help="what generates: transformers (llmforge's continuous batching over a transformers model, "
+                          "on CPU or GPU) or vllm (needs vLLM and a GPU); auto = transformers")
 
 
 def run(args: argparse.Namespace) -> int:
     from llmforge.serve.server import serve
+    from llmforge.units import parse_size
 
     return serve(args.models, names=args.name, host=args.host, port=args.port, api_key=args.api_key,
-                 votes=args.votes, max_batch_size=args.max_batch_size, max_queue=args.max_queue)
+                 votes=args.votes, max_batch_size=args.max_batch_size, max_queue=args.max_queue,
+                 max_request_bytes=parse_size(args.max_request_size, "--max-request-size"), engine=args.engine)

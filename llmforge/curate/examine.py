@@ -24,6 +24,7 @@ class Verdict:
     signature: np.ndarray | None = None
     hits: list[int] = field(default_factory=list)
     changed: bool = False  # normalisation changed it
+    characters: int = 0  # of the row's text (its turns joined), for the lengths' histograms
 
 
 class Examiner:
@@ -63,8 +64,8 @@ class Examiner:
         text = content(parts)
         reason = self._filters(row, fmt, parts, text)
         if reason:
-            return Verdict(row, reason[0], reason[1], changed=row != original)
-        verdict = Verdict(row, digest=digest(text), changed=row != original)
+            return Verdict(row, reason[0], reason[1], changed=row != original, characters=len(text))
+        verdict = Verdict(row, digest=digest(text), changed=row != original, characters=len(text))
         if self.need_signature:
             options = self.options.near_dedup
             verdict.signature = signature(text, options.shingle, options.num_perm)
@@ -82,7 +83,8 @@ class Examiner:
         if limits.max_turn_chars is not None and any(len(t) > limits.max_turn_chars for _, t in parts):
             return "lengths.max_turn_chars", f"a turn of {max(len(t) for _, t in parts)} characters"
         replies = answers(parts)
-        if fmt != "text" and fmt != "prompt" and any(len(a.strip()) < limits.min_answer_chars for a in replies):
+        if fmt not in ("text", "prompt") and limits.min_answer_chars > 0 and (  # none: the data layer drops empty
+                not replies or any(len(a.strip()) < limits.min_answer_chars for a in replies)):  # turns
             return "lengths.empty_answer", "an answer shorter than curate.lengths.min_answer_chars"
         if self.tokenizer is not None:
             count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -114,6 +114,8 @@ def write(reports: list[dict[str, Any]], out: Path) -> Path:
     for n, r in enumerate(reports):
         values = r["_values"]
         keys = [k for k in values if values[k]]
+        if not keys:  # nothing readable in this source: its table says so, there is nothing to draw
+            continue
         fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.6), squeeze=False)
         for ax, key in zip(axes[0], keys, strict=True):
             ax.hist(values[key], bins=40)

@@ -19,8 +19,12 @@ from llmforge.config.schema import Section
 from llmforge.curate.content import words
 
 STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with", "a", "an", "is", "it", "in", "for", "on", "as", "this", "was", "are"])
-# stray chat-template control tokens: a conversation rendered into a field by another tool
-CONTROL_TOKENS = re.compile(r"<\|(?:im_start|im_end|eot_id|start_header_id|end_header_id|begin_of_text|"
+# stray chat-template control tokens: a conversation rendered into a field by another tool; a turn's header
+# (ChatML's `<|im_start|>user`, Llama 3's `<|start_header_id|>user<|end_header_id|>`, Gemma's
+# `<start_of_turn>model`) goes with its role name
+CONTROL_TOKENS = re.compile(r"(?:<\|im_start\|>|<start_of_turn>)(?:system|user|assistant|model)\b\n?|"
+                            r"<\|start_header_id\|>(?:system|user|assistant)<\|end_header_id\|>\n*|"
+                            r"<\|(?:im_start|im_end|eot_id|start_header_id|end_header_id|begin_of_text|"
                             r"end_of_text|endoftext|system|user|assistant)\|>|<end_of_turn>|<start_of_turn>|"
                             r"\[/?INST\]|<</?SYS>>")
 REFUSALS = ("I'm sorry, but I can't", "I am sorry, but I cannot", "I cannot help with", "I can't help with",

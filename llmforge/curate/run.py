@@ -22,7 +22,7 @@ from typing import Any
 from llmforge.config.schema import DataSource, RunConfig
 from llmforge.curate.examine import Examiner, Verdict, examine_chunk, start_worker
 from llmforge.curate.options import CurateOptions
-from llmforge.curate.reading import read_rows, source_format
+from llmforge.curate.reading import fingerprint, read_rows, source_format
 from llmforge.curate.similar import NearDuplicates, TestIndex
 from llmforge.data.sources import describe, load_source
 from llmforge.errors import UserError
@@ -121,6 +121,28 @@ def _split_of(group: str, options: CurateOptions) -> str:
     return "validation" if value < share.test + share.validation else "train"
 
 
+LENGTH_BINS = 40
+
+
+def histogram(before: list[int], after: list[int]) -> dict[str, Any]:
+    """Rows by length in characters, before and after curation, over the same bins (counts, not rows: a
+    manifest stays small whatever the dataset's size). The bins span the shortest 99% of the rows before;
+    the last bin also holds every longer row, so one outlier cannot squeeze the rest into a bin."""
+    ordered = sorted(before)
+    top = (ordered[(len(ordered) - 1) * 99 // 100] if ordered else 0) + 1
+    bins = min(LENGTH_BINS, top)  # never narrower than a character
+    edges = [round(top * i / bins, 2) for i in range(bins + 1)]
+
+    def counts(values: list[int]) -> list[int]:
+        found = [0] * bins
+        for value in values:
+            found[min(bins - 1, value * bins // top)] += 1
+        return found
+
+    return {"unit": "characters", "edges": edges, "before": counts(before), "after": counts(after),
+            "longest": ordered[-1] if ordered else 0}
+
+
 def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, Any]:
     started = time.perf_counter()
     sources = list(cfg.data.train)
@@ -129,7 +151,7 @@ def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, A
         raise UserError("curate: data.train mixes row formats (" + ", ".join(
             f"{describe(s)}: {f}" for s, f in zip(sources, formats, strict=True)) + "); curate each format in a "
             "run of its own.")
-    described = [{"source": describe(s), "format": f, "fingerprint": load_source(s, streaming=True).fingerprint}
+    described = [{"source": describe(s), "format": f, "fingerprint": fingerprint(s)}
                  for s, f in zip(sources, formats, strict=True)]
     tests, test_rows = _tests(options)
     need_signature = options.near_dedup.enabled or bool(options.split.validation or options.split.test)
@@ -142,6 +164,8 @@ def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, A
     seen: dict[str, str] = {}  # content digest -> where it was first seen
     shards = Shards(staging, options.shard_rows)
     rows_in = changed = 0
+    lengths_in: list[int] = []  # characters of every readable row, and of every kept one
+    lengths_out: list[int] = []
 
     def remove(step: str, where: str, verdict: Verdict, detail: str = "") -> None:
         removed[step] += 1
@@ -152,6 +176,8 @@ def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, A
     for (index, _, _, where), verdict in _verdicts(examiner, _items(sources), options.num_proc):
         rows_in += 1
         changed += verdict.changed
+        if verdict.row is not None:
+            lengths_in.append(verdict.characters)
         if verdict.reason == "malformed":
             if options.on_error == "fail":
                 raise UserError(f"{where}: {verdict.detail}. Fix the row, or set curate.on_error: skip to skip "
@@ -177,6 +203,7 @@ def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, A
                    f"{test_rows[verdict.hits[0]]['row']}")
             continue
         shards.add(_split_of(group, options), verdict.row)
+        lengths_out.append(verdict.characters)
     shards.close()
     kept = sum(shards.rows.values())
     if kept == 0:
@@ -197,6 +224,7 @@ def curate(cfg: RunConfig, options: CurateOptions, staging: Path) -> dict[str, A
                            "training_rows": len(wheres)} for hit, wheres in sorted(found.items())],
         "test_rows_checked": len(test_rows),
         "sources": described,
+        "lengths": histogram(lengths_in, lengths_out),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     return {"sources": described, "data": {"fingerprints": {"train": [d["fingerprint"] for d in described]}},

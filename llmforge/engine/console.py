@@ -31,6 +31,13 @@ def duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def trains(cfg: Any) -> str:
+    """What a run trains, in words: the whole model, its last layers, or adapters of a rank."""
+    adapter = cfg.adapter
+    return {"none": "full training", "freeze": f"last {adapter.trainable_layers} layers trained"}.get(
+        adapter.type, f"{adapter.type.upper() if adapter.type != 'qlora' else 'QLoRA'} r={adapter.r}")
+
+
 def banner(cfg: Any, model: dict[str, Any], data: dict[str, Any], resume: Any, processes: int) -> str:
     """The lines a run opens with: what runs, on what, how long, where it writes."""
     params = model.get("parameters")
@@ -43,8 +50,8 @@ def banner(cfg: Any, model: dict[str, Any], data: dict[str, Any], resume: Any, p
         "train_blocks")
     tokens = data.get("train_tokens")
     steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps > 0 else f"{cfg.train.epochs:g} epochs"
-    lines = [f"llmforge {cfg.stage}: {cfg.model.name} ({model.get('family', '?')}, {size}, "
-             f"{model.get('adapter', 'full')})",
+    lines = [f"llmforge {cfg.stage}: {cfg.model.name} ({model.get('family', '?')}, {size}, {trains(cfg)}"
+             + (", gradient checkpointing" if model.get("gradient_checkpointing") else "") + ")",
              f"  data: {rows:,} rows" if rows else "  data: streamed",
              f"  {steps} x {batch} rows per step ({cfg.train.micro_batch_size} x {cfg.train.grad_accum_steps} "
              f"accumulated x {processes} process{'es' if processes > 1 else ''}) -> {cfg.output_dir}"]

@@ -56,12 +56,19 @@ def stats_of(scores: torch.Tensor) -> dict[str, float]:
     return {"mean": scores.mean().item(), "std": scores.std(unbiased=False).item(), "count": scores.numel()}
 
 
+SCORED_TOKENS = 8192  # tokens per scoring forward: memory bounded by tokens, not by rows of any length
+
+
 @torch.no_grad()
 def score_ids(model: Any, pad_id: int, sequences: list[list[int]], batch_size: int = 32) -> torch.Tensor:
-    """One score per token sequence (right-padded; the head reads the last non-pad token)."""
-    scores = []
-    for start in range(0, len(sequences), batch_size):
-        batch = sequences[start:start + batch_size]
+    """One score per token sequence (right-padded; the head reads the last non-pad token), in batches of at
+    most `batch_size` rows and SCORED_TOKENS tokens."""
+    scores, start = [], 0
+    while start < len(sequences):
+        rows = batch_size
+        while rows > 1 and rows * max(len(s) for s in sequences[start:start + rows]) > SCORED_TOKENS:
+            rows //= 2
+        batch, start = sequences[start:start + rows], start + rows
         width = max(len(s) for s in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)

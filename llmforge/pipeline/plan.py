@@ -81,6 +81,8 @@ def describe_plan(stages: list[tuple[str, RunConfig, bool]]) -> list[str]:
             known[cfg.output_dir] = params
         size = f"{params / 1e6:,.1f}M params" if params else "size known at start"
         steps = f"{cfg.train.max_steps} steps" if cfg.train.max_steps > 0 else f"{cfg.train.epochs:g} epochs"
+        if not spec_for(cfg.stage).trains:  # curate: data in, data out
+            steps, size = "data only", ""
         peak = f"peak {gib(planned.estimate.peak)}" if planned else ""
         seconds = None if done else estimate(cfg, params, rate)
         when = "done, skipped" if done else duration(seconds) if seconds is not None else "?"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.engine.files import atomic_write_text
-from llmforge.report.plots import plot_run
+from llmforge.report.plots import plot_lengths, plot_run
 
 Block = tuple  # ("h1"|"h2"|"p", text) | ("table", header, rows) | ("img", path, alt)
 PLOTS = "plots"
@@ -178,8 +178,17 @@ def to_html(doc: list[Block]) -> str:
 
 
 def plot_stage(root: Path, name: str, run: Path) -> list[Path]:
-    """A stage's curves as root/plots/NAME-<figure>.png (none when the run logged nothing)."""
-    return plot_run(run, root / PLOTS, prefix=f"{name}-") if (run / "metrics.jsonl").is_file() else []
+    """A stage's curves as root/plots/NAME-<figure>.png (none when the run logged nothing), or a curated
+    dataset's lengths before and after as root/plots/NAME-lengths.png."""
+    if (run / "metrics.jsonl").is_file():
+        return plot_run(run, root / PLOTS, prefix=f"{name}-")
+    manifest = run / "final" / "manifest.json"
+    if manifest.is_file():
+        import json
+
+        drawn = plot_lengths(json.loads(manifest.read_text()), root / PLOTS / f"{name}-lengths.png")
+        return [drawn] if drawn else []
+    return []
 
 
 def write_report(root: Path, title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict],

@@ -102,3 +102,33 @@ def plot_run(run: Path, out_dir: Path, prefix: str = "") -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_lengths(manifest: dict, out: Path) -> Path | None:
+    """A curated dataset's rows by length, before and after curation, as one PNG (None without the counts)."""
+    lengths = manifest.get("lengths")
+    if not lengths or not any(lengths["before"]):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = lengths["edges"]
+    widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    fig, ax = plt.subplots(figsize=(6.4, 2.8))
+    for key, label in (("before", f"before ({sum(lengths['before']):,} rows)"),
+                       ("after", f"after ({sum(lengths['after']):,} rows)")):
+        ax.bar(edges[:-1], lengths[key], width=widths, align="edge", alpha=0.55, label=label)
+    longest = lengths.get("longest", edges[-1])
+    ax.set_xlabel(f"length ({lengths['unit']})" + (f"; the last bar holds every row up to {longest:,}"
+                                                    if longest > edges[-1] else ""))
+    ax.set_ylabel("rows")
+    ax.set_yscale("symlog", linthresh=1)  # a curation that keeps 2% of its rows still shows them
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 
 from llmforge.data.chat import encode_prompt
 from llmforge.serve.completions import Batch
+from llmforge.serve.limits import DEFAULT_MAX_REQUEST_BYTES, read_json, refuse_unless_it_can_fit, tokenized
 from llmforge.serve.metrics import ServerMetrics
 from llmforge.serve.models import Served
 from llmforge.serve.protocol import ApiError, ChatRequest, CompletionRequest, Sampled, Vote
@@ -34,7 +35,8 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("llmforge")
 
 
-def create_app(served: dict[str, Served], api_key: str | None = None, votes: Path | None = None) -> FastAPI:
+def create_app(served: dict[str, Served], api_key: str | None = None, votes: Path | None = None,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
     engines = {id(s.engine): s.engine for s in served.values()}
     metrics = ServerMetrics(lambda: sum(e.depth for e in engines.values()))
     for engine in engines.values():
@@ -113,21 +115,25 @@ def create_app(served: dict[str, Served], api_key: str | None = None, votes: Pat
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:
         authorize(request)
-        body = ChatRequest.model_validate(await read_json(request))
+        body = ChatRequest.model_validate(await read_json(request, max_request_bytes))
         model = model_of(body)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in body.messages]
-        prompt = encode_prompt(model.loaded.tokenizer, messages)
+        refuse_unless_it_can_fit(sum(len(m["content"]) for m in messages), model.loaded.tokenizer, model.context,
+                                 "messages")
+        prompt = await tokenized(encode_prompt, model.loaded.tokenizer, messages)
         return await respond(request, body, model, [prompt], chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
         authorize(request)
-        body = CompletionRequest.model_validate(await read_json(request))
+        body = CompletionRequest.model_validate(await read_json(request, max_request_bytes))
         model = model_of(body)
         tokenizer = model.loaded.tokenizer
-        prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] or [tokenizer.bos_token_id or 0]
-                   for p in body.prompt]
+        for text in body.prompt:
+            refuse_unless_it_can_fit(len(text), tokenizer, model.context, "prompt")
+        prompts = [await tokenized(lambda p: tokenizer(p, add_special_tokens=False)["input_ids"]
+                                   or [tokenizer.bos_token_id or 0], p) for p in body.prompt]
         return await respond(request, body, model, prompts, chat=False)
 
     async def respond(request: Request, body: Sampled, model: Served, prompts: list[list[int]], chat: bool) -> Any:
@@ -186,7 +192,7 @@ def create_app(served: dict[str, Served], api_key: str | None = None, votes: Pat
     @app.post("/votes")
     async def vote(request: Request) -> dict[str, Any]:
         authorize(request)
-        body = Vote.model_validate(await read_json(request))
+        body = Vote.model_validate(await read_json(request, max_request_bytes))
         if votes is None:
             raise ApiError(400, "this server keeps no votes (start it with --votes FILE)", code="votes_off")
         prompt = [{"role": m.role, "content": m.text()} for m in body.messages]
@@ -201,17 +207,6 @@ def create_app(served: dict[str, Served], api_key: str | None = None, votes: Pat
         return {"saved": True, "file": str(votes)}
 
     return app
-
-
-async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"The request body is not valid JSON ({exc}).", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
-    return body
 
 
 def validation_error(exc: Any) -> ApiError:

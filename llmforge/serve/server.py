@@ -23,12 +23,15 @@ ANNOUNCE = "llmforge serve: "
 
 def serve(models: list[str], names: list[str], host: str = "127.0.0.1", port: int = 8000,
           api_key: str | None = None, votes: str | None = "votes.jsonl", max_batch_size: int = 32,
-          max_queue: int = 256) -> int:
+          max_queue: int = 256, max_request_bytes: int | None = None, engine: str = "auto") -> int:
     from llmforge.registry.sources import resolve_source
     from llmforge.serve.naming import parse_arguments
 
     if max_batch_size < 1 or max_queue < 1:
         raise UserError("--max-batch-size and --max-queue must be at least 1.")
+    from llmforge.serve.engines import choose_engine
+
+    choose_engine(engine)  # an engine this machine cannot run is refused before anything loads
     pairs = parse_arguments(models, names)
     for _, model in pairs:
         resolve_source(model)  # a mistyped model is answered before torch is imported
@@ -49,7 +52,10 @@ def serve(models: list[str], names: list[str], host: str = "127.0.0.1", port: in
                         "any free one.") from None
     sock.listen(128)  # bound before the models load: a taken port fails at once; clients wait until announced
     served = load_served(pairs, current_device(), {"max_batch_size": max_batch_size, "max_queue": max_queue})
-    app = create_app(served, api_key=api_key, votes=Path(votes) if votes else None)
+    from llmforge.serve.limits import DEFAULT_MAX_REQUEST_BYTES
+
+    app = create_app(served, api_key=api_key, votes=Path(votes) if votes else None,
+                     max_request_bytes=max_request_bytes or DEFAULT_MAX_REQUEST_BYTES)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     for name, item in served.items():

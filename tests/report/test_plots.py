@@ -60,3 +60,13 @@ def test_token_accuracy_and_exact_match_get_separate_figures(tmp_path):
     write_metrics(tmp_path / "run", rows + [{"step": 10, "eval_accuracy": 0.45}])
     names = sorted(p.name for p in plot_run(tmp_path / "run", tmp_path / "plots"))
     assert names == ["accuracy.png", "loss.png", "token-accuracy.png"]
+
+
+def test_a_curate_manifest_gets_its_lengths_drawn_and_an_empty_one_none(tmp_path):
+    from llmforge.curate.run import histogram
+    from llmforge.report.plots import plot_lengths
+
+    drawn = plot_lengths({"lengths": histogram([12, 12, 17, 781], [12])}, tmp_path / "lengths.png")
+    assert drawn is not None and drawn.read_bytes().startswith(PNG_MAGIC)
+    assert plot_lengths({"lengths": histogram([], [])}, tmp_path / "none.png") is None
+    assert plot_lengths({}, tmp_path / "none.png") is None

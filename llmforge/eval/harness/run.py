@@ -101,14 +101,17 @@ def _evaluate(lm: Any, manager: Any, tasks: list[ResolvedTask], chat: bool, opti
 
     from lm_eval import simple_evaluate
 
+    from llmforge.engine.quiet import library_output
+
     # lm-eval bootstraps BLEU/chrF stderrs in a forked multiprocessing pool; a fork of a process running torch's
     # (and a tracker's) threads can inherit a held lock and hang for ever. Its own switch keeps it in-process.
     os.environ.setdefault("DISABLE_MULTIPROC", "1")
     try:
-        output = simple_evaluate(lm, tasks=[t.spec for t in tasks], task_manager=manager, limit=options.limit,
-                                 num_fewshot=options.num_fewshot, apply_chat_template=chat,
-                                 fewshot_as_multiturn=chat and bool(options.num_fewshot), log_samples=True,
-                                 bootstrap_iters=1000)
+        with library_output():  # its own prints ("bootstrapping for stddev: bleu") and bars, unless --verbose
+            output = simple_evaluate(lm, tasks=[t.spec for t in tasks], task_manager=manager, limit=options.limit,
+                                     num_fewshot=options.num_fewshot, apply_chat_template=chat,
+                                     fewshot_as_multiturn=chat and bool(options.num_fewshot), log_samples=True,
+                                     bootstrap_iters=1000)
     except (ConnectionError, OSError) as exc:
         names = ", ".join(t.name for t in tasks)
         if disk_full(exc):  # datasets prepares every task's data in its cache first
