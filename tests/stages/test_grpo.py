@@ -1,11 +1,15 @@
-"""GRPO: verifiable rewards raise reward and held-out accuracy; reward models plug in; bad recipes exit 2.
+"""GRPO: verifiable rewards raise reward and keep held-out accuracy; reward models plug in; bad recipes exit 2.
 
-Calibration (float32, 2-core Xeon with AMX): from the suite's 150-step SFT model (held-out exact match 0.195),
-200 steps of 4 prompts x 8 samples raise the mean sampled reward from 0.315 (first half of the logged steps)
-to 0.379 (second half) and held-out exact match to 0.225; from the weaker 100-step model (0.07) the reward
-barely moves (0.113 -> 0.122): GRPO needs right answers among its samples to learn from. Bounds: the reward
-rises by 0.02; held-out exact match stays within 0.05 of the start (one seed's held-out gain, +0.03, is
-within what another machine's kernels change).
+Calibration (float32, 2-core Xeon; its own kernels and held to AVX2 with ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2; the recipe below from the `sft_mid` fixture): the suite's 150-step SFT model
+answers 0.135 (Xeon) or 0.21 (AVX2) of the held-out problems, and 0.335 on CI's machine: that start moves with
+the machine. Without a KL term (beta 0) 200 steps of 4 prompts x 8 samples kept held-out exact match on the
+Xeon (+0.015) but cost 0.085 under AVX2 kernels and 0.13 on CI's machine. With beta 0.04 (the policy held
+near its start, as TRL's earlier default did), seeds 42 and 7: held-out exact match -0.025 to +0.03 of the
+start, and the mean sampled reward higher in the last quarter of the logged steps than in the first in every
+run (+0.006 to +0.05): GRPO at this size learns slowly, so the reward bound is a direction, not a size.
+Bounds: reward last quarter > first quarter; held-out exact match within 0.10 of the start (the held-out set's
+200 prompts ask 17 problems, each about 0.06 of it).
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from llmforge.rl.reward_functions import arithmetic, final_number
 from llmforge.stages import run as run_stage
 from tests.helpers import DIGITS, metric_lines, run_cli, start_accuracy, write_recipe
 
-REWARD_RISE, ACCURACY_SLACK = 0.02, 0.05
+ACCURACY_SLACK = 0.10
 GRPO = {
     "stage": "grpo",
     "seed": 42,
     "data": {"train": [{"name": "arithmetic-prompts", "options": {"num_samples": 20000, **DIGITS}}],
              "eval": [{"name": "arithmetic-prompts", "split": "test", "options": DIGITS}]},
-    "grpo": {"num_generations": 8, "max_new_tokens": 8, "reward_functions": ["arithmetic"]},
+    "grpo": {"num_generations": 8, "max_new_tokens": 8, "reward_functions": ["arithmetic"], "beta": 0.04},
     "train": {"max_steps": 200, "micro_batch_size": 32, "lr": 2.0e-4, "warmup_ratio": 0.05},
     "checkpoint": {"every_steps": 1000},
     "logging": {"every_steps": 10},
@@ -45,8 +49,8 @@ def test_grpo_raises_its_reward_and_keeps_held_out_accuracy(sft_mid, tmp_path):
     before = start_accuracy(sft_mid)
     outcome = run_stage(load_config(write_recipe(tmp_path, base=GRPO, model={"name": str(sft_mid)})))
     rewards = [line["reward"] for line in metric_lines(outcome.output_dir, "reward")]
-    half = len(rewards) // 2
-    assert sum(rewards[half:]) / (len(rewards) - half) >= sum(rewards[:half]) / half + REWARD_RISE
+    quarter = len(rewards) // 4
+    assert sum(rewards[-quarter:]) / quarter > sum(rewards[:quarter]) / quarter
     assert outcome.metrics["eval_accuracy"] >= before - ACCURACY_SLACK
 
 
