@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml): 3 minutes on a
-# 2-core Xeon, 7 on a 2-core EPYC with setup included. It does this:
+# Set up, then run the whole lifecycle on CPU as one pipeline (configs/pipelines/tiny-rlhf.yaml): 5 minutes on a
+# 2-core Xeon from a fresh clone, 7 on a 2-core EPYC, setup included. It does this:
 # curate raw arithmetic chats (data/raw/arithmetic-chats.jsonl and the built-in task's rows: duplicates, broken
 # lines, refusals and pasted-in test problems removed), pretrain a ~1M-parameter Llama-style model on the
 # built-in corpus, fine-tune it on the curated chats, train a reward model, align the SFT model with PPO and with DPO, evaluate every stage, and write
