@@ -16,17 +16,17 @@ from typing import Any
 
 from transformers import Trainer
 
-from llmforge.kernels.vocab import NextTokenLoss, causal_parts, partitioned
+from llmforge.kernels.vocab import NextTokenLoss, partitioned
 
 
 def _chunked_loss(trainer: Any, model: Any, inputs: dict[str, Any], return_outputs: bool,
                   num_items_in_batch: Any) -> Any:
     """Trainer.compute_loss's contract with the chunked loss: normalised by the tokens of the whole accumulated
     batch (num_items_in_batch) and scaled by the processes when those tokens were counted across them."""
-    if partitioned(causal_parts(trainer.model)[1].weight):
-        return _whole_logits_loss(trainer, model, inputs, return_outputs, num_items_in_batch)
     if getattr(trainer, "_next_token_loss", None) is None:
         trainer._next_token_loss = NextTokenLoss(trainer.model)
+    if partitioned(trainer._next_token_loss.head.weight):
+        return _whole_logits_loss(trainer, model, inputs, return_outputs, num_items_in_batch)
     loss = trainer._next_token_loss(model, inputs, num_items_in_batch)
     if trainer.args.average_tokens_across_devices and num_items_in_batch is not None:
         loss = loss * (trainer.accelerator.num_processes // trainer.get_tp_size())
