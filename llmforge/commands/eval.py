@@ -15,10 +15,11 @@ from typing import Any
 
 from llmforge.errors import UserError
 
-EXAMPLE = ("llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=9\n"
+EXAMPLE = ("llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=19\n"
+           "  llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --options max_operand=19 --pass-at 1,4,16\n"
            "  llmforge eval runs/tiny-rlhf/sft --tasks llmforge_arithmetic,llmforge_story --safety\n"
            "  llmforge eval runs/tiny-rlhf/dpo --against runs/tiny-rlhf/sft --judge runs/tiny-rlhf/rm "
-           "--dataset arithmetic-prompts --options max_operand=9")
+           "--dataset arithmetic-prompts --options max_operand=19")
 
 
 def add_arguments(ev: argparse.ArgumentParser) -> None:
@@ -34,6 +35,10 @@ def add_arguments(ev: argparse.ArgumentParser) -> None:
                       help="options of a built-in dataset, as a recipe's data options (e.g. max_operand=9)")
     data.add_argument("--max-samples", type=int, help="score only the first N rows")
     data.add_argument("--max-length", type=int, default=1024, help="tokens per row scored")
+    data.add_argument("--pass-at", metavar="K[,K...]",
+                      help="prompt rows with answers: pass@k from max(K) samples per prompt (e.g. 1,4,8,16) beside "
+                           "greedy exact match: the room RL with a verifiable reward has")
+    data.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of --pass-at (default 1)")
     tasks = ev.add_argument_group("lm-evaluation-harness tasks")
     tasks.add_argument("--tasks", help="comma-separated task or group names: llmforge's (llmforge_arithmetic, "
                        "llmforge_arithmetic_choice, llmforge_story), your --task-path ones, or lm-eval's "
@@ -111,8 +116,19 @@ def _dataset(args: argparse.Namespace) -> int:
                             max_samples=args.max_samples, options=options)
     except ValidationError as exc:
         raise UserError(f"eval data: {check_message(exc.errors()[0])}") from None
+    ks = _ks(args.pass_at) if args.pass_at else None
     from llmforge.eval import evaluate  # torch: after the arguments are known to be good
 
     print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
-                              judge=args.judge)))
+                              judge=args.judge, pass_at=ks, temperature=args.temperature)))
     return 0
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise UserError(f"--pass-at '{text}': give whole numbers >= 1 separated by commas, e.g. --pass-at 1,4,8,16.")
+    return ks

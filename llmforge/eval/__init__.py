@@ -1,6 +1,6 @@
 """`llmforge eval`: score any model on any data source, the way the stages score themselves.
 
-prompt rows with an `answer` -> exact-match accuracy from greedy generation;
+prompt rows with an `answer` -> exact-match accuracy from greedy generation (and pass@k from samples);
 text rows -> loss and perplexity over every token; conversations (alpaca, sharegpt,
 messages) -> loss and perplexity over the assistant tokens; preference rows -> the
 model is a reward model: pair accuracy and margin. With a baseline and a judge, prompt
@@ -29,7 +29,8 @@ from llmforge.inference import load_for_inference
 
 
 def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_size: int = 16,
-             baseline: str | None = None, judge: str | None = None) -> dict[str, Any]:
+             baseline: str | None = None, judge: str | None = None, pass_at: list[int] | None = None,
+             temperature: float = 1.0) -> dict[str, Any]:
     data = load_source(source)
     if len(data.rows) == 0:
         raise UserError(f"{data.label} has no rows.")
@@ -40,8 +41,15 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     if data.format == "preference":
         return score_pairs(model_name, data, max_length, batch_size)
     loaded = load_for_inference(model_name)
+    if pass_at and data.format != "prompt":
+        raise UserError(f"{data.label}: pass@k samples answers to prompts: give prompt rows with an `answer`, "
+                        f"not '{data.format}' rows.")
     if data.format == "prompt":
         items = graded_prompts(data.rows, data.label)
+        if pass_at:
+            from llmforge.eval.pass_at_k import sampled_pass_at_k
+
+            return sampled_pass_at_k(loaded, items, pass_at, temperature)
         return {"eval_accuracy": exact_match(loaded, items)["accuracy"], "samples": len(items)}
     encoded = [e for i, row in enumerate(data.rows) if (e := encode_row(loaded.tokenizer, row, data.format,
                                                                         data.label, i))]
