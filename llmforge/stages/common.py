@@ -139,6 +139,17 @@ def accuracy_eval(items: list[dict[str, Any]]) -> Callable[[Path], dict[str, flo
     return evaluate
 
 
+def held_out_curve(cfg: RunConfig, loaded: LoadedModel, items: list[dict[str, Any]]) -> list[Any]:
+    """Exact match on the held-out prompts every eval.every_steps during training (in metrics.jsonl and the
+    report's curves), for stages trained by TRL's trainers; none when the recipe sets no interval."""
+    if not items or not cfg.eval.every_steps:
+        return []
+    from llmforge.inference import stops_of
+    from llmforge.rl.evaluation import HeldOutAccuracy
+
+    return [HeldOutAccuracy(items, loaded.tokenizer, stops_of(loaded), cfg.eval.every_steps)]
+
+
 def load_side_model(cfg: RunConfig, name: str) -> LoadedModel:
     """A one-score model (reward or value) named like model.name, loaded with the run's dtype and trust settings."""
     from transformers import AutoModelForSequenceClassification

@@ -22,6 +22,7 @@ from llmforge.stages.common import (
     anchor_start,
     capped_eval,
     chunked_by_trl,
+    held_out_curve,
     parent_of,
     trainer_adapter,
 )
@@ -79,6 +80,7 @@ def offline_preference_parts(cfg: RunConfig, ref_name: str | None, trainer_class
         layer_class=loaded.family.decoder_layer or None,
         final_eval=accuracy_eval(data.accuracy) if data.accuracy else None,
         language_model=False,
+        callbacks=held_out_curve(cfg, loaded, data.accuracy),
     )
 
 

@@ -21,6 +21,7 @@ from llmforge.stages.common import (
     accuracy_eval,
     anchor_start,
     chunked_by_trl,
+    held_out_curve,
     parent_of,
     trainer_adapter,
 )
@@ -114,7 +115,7 @@ def build(cfg: RunConfig) -> StageParts:
         layer_class=loaded.family.decoder_layer or None,
         final_eval=accuracy_eval(accuracy) if accuracy else None,
         language_model=False,
-        callbacks=[GenerationClock()],
+        callbacks=[GenerationClock(), *held_out_curve(cfg, loaded, accuracy)],
     )
 
 
@@ -131,7 +132,7 @@ SPEC = StageSpec(
     order=70,
     summary="group relative policy optimisation through TRL's GRPOTrainer, rewarded by a reward model and/or "
             "verifiable functions",
-    uses=ONLINE_KEYS,
+    uses=ONLINE_KEYS + ("eval.every_steps",),
     options=GRPOOptions,
     build=build,
     check=lambda cfg: (check_rewards(cfg), chunked_by_trl(cfg)),

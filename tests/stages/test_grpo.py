@@ -29,6 +29,7 @@ GRPO = {
              "eval": [{"name": "arithmetic-prompts", "split": "test", "options": DIGITS}]},
     "grpo": {"num_generations": 8, "max_new_tokens": 8, "reward_functions": ["arithmetic"], "beta": 0.04},
     "train": {"max_steps": 200, "micro_batch_size": 32, "lr": 2.0e-4, "warmup_ratio": 0.05},
+    "eval": {"every_steps": 50},
     "checkpoint": {"every_steps": 1000},
     "logging": {"every_steps": 10},
 }
@@ -53,6 +54,9 @@ def test_grpo_raises_its_reward_and_still_answers_held_out_problems(sft_mid, tmp
     found = {"before": before, "after": outcome.metrics["eval_accuracy"], "rewards": rewards}
     assert sum(rewards[-quarter:]) / quarter > sum(rewards[:quarter]) / quarter, found
     assert outcome.metrics["eval_accuracy"] >= ANSWERS_STILL, found
+    curve = [(line["step"], line["eval_accuracy"]) for line in metric_lines(outcome.output_dir, "eval_accuracy")]
+    assert sorted({step for step, _ in curve}) == [50, 100, 150, 200], curve  # held-out skill during training
+    assert curve[-1][1] == outcome.metrics["eval_accuracy"]  # the last point is the published model's figure
 
 
 @pytest.mark.slow
