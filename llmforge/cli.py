@@ -15,6 +15,7 @@ from pathlib import Path
 from llmforge import __version__
 from llmforge.commands import bench as bench_command
 from llmforge.commands import eval as eval_command
+from llmforge.commands import pipeline as pipeline_command
 from llmforge.commands import plan as plan_command
 from llmforge.commands import serve as serve_command
 from llmforge.engine.stopped import Stopped
@@ -53,25 +54,6 @@ def _train(args: argparse.Namespace) -> int:
         from llmforge.engine.console import summary
 
         print(summary(outcome.status, outcome.output_dir, outcome.metrics, outcome.metrics.get("train_wall_seconds")))
-    return EXIT_OK
-
-
-def _pipeline(args: argparse.Namespace) -> int:
-    from llmforge.pipeline.spec import load_pipeline
-
-    pipeline = load_pipeline(args.config, args.overrides)  # before torch is imported, as in _train
-    from llmforge.engine.console import summary
-    from llmforge.pipeline.execution import plan, run_pipeline
-
-    print("\n".join(plan(pipeline)), flush=True)
-    if args.dry_run:
-        for stage in pipeline.stages:
-            needs = f" (uses {', '.join(stage.needs)})" if stage.needs else ""
-            print(f"{stage.name}: {stage.config.stage} -> {stage.config.output_dir}{needs}")
-        return EXIT_OK
-    for row in run_pipeline(pipeline, args.force):
-        print(f"{row['name']}: " + summary(row["status"], row["output_dir"], row["final_metrics"], row["seconds"]))
-    print(f"report: {pipeline.output_dir / 'report.md'} (and report.html)")
     return EXIT_OK
 
 
@@ -218,7 +200,7 @@ def _datasets(args: argparse.Namespace) -> int:
 
 DESCRIPTION = """Pretrain, fine-tune, align, evaluate and serve language models from YAML recipes, with exact
 resume after any interruption. Every command takes --help; exit codes: 0 done, 2 your input needs fixing
-(the message says what and where), 1 a bug in llmforge."""
+(the message says what and where), 3 a pipeline stage failed its `require` gate, 1 a bug in llmforge."""
 
 EPILOG = """examples:
   llmforge pipeline configs/pipelines/tiny-rlhf.yaml   # the whole lifecycle on a CPU, with a report
@@ -231,7 +213,8 @@ EXAMPLES = {
              "  llmforge train configs/pretrain/llama3-1b.yaml distributed.nproc_per_node=8 --dry-run",
     "config": "llmforge config configs/sft/tiny-lora.yaml adapter.r=16",
     "pipeline": "llmforge pipeline configs/pipelines/tiny-rlhf.yaml sft.train.max_steps=200\n"
-                "  llmforge pipeline configs/pipelines/tiny-rlhf.yaml --dry-run",
+                "  llmforge pipeline configs/pipelines/tiny-rlhf.yaml --dry-run\n"
+                "  llmforge pipeline configs/pipelines/tiny-rlhf.yaml --seeds 42,1,2,3   # -> runs/tiny-rlhf/seeds.md",
     "lineage": "llmforge lineage runs/tiny-rlhf/dpo",
     "plot": "llmforge plot runs/tiny-rlhf/ppo --out plots/",
     "generate": 'llmforge generate runs/tiny-rlhf/dpo --prompt "What is 9 + 8?" --max-new-tokens 8',
@@ -277,11 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print the launch command and generated DeepSpeed/FSDP config, run nothing")
             p.add_argument("--force", action="store_true",
                            help="start even when the memory plan predicts more than the device has free")
-    pipe = recipe(command("pipeline", _pipeline, "run a chain of stages from one recipe: current stages are "
+    pipe = recipe(command("pipeline", pipeline_command.run, "run a chain of stages from one recipe: current stages are "
                           "skipped, an interrupted one resumes, changed ones run again"))
     pipe.add_argument("--dry-run", action="store_true", help="validate every stage and print the plan, run nothing")
     pipe.add_argument("--force", action="store_true",
                       help="start even when the memory plan predicts a stage needs more than the device has free")
+    pipe.add_argument("--seeds", metavar="N,N,...",
+                      help="run the recipe once per seed into OUTPUT_DIR/seed-N, then write OUTPUT_DIR/seeds.md: "
+                           "each stage's held-out figures and gains with their mean and range over the seeds")
     plan_command.add_arguments(command("plan", plan_command.run, "predict a recipe's peak memory per process, "
                                        "term by term, and whether it fits this device (or a GPU of a size)"))
     lin = command("lineage", _lineage, "show what a run was made from: parent runs, fingerprints, data")

@@ -25,6 +25,17 @@ def _answers(model_name: str, prompts: list[list[dict]], max_new_tokens: int) ->
     return answers
 
 
+def paired_gain(ours: list[bool], theirs: list[bool]) -> tuple[float, float]:
+    """(accuracy gain, its standard error) of two models graded on the same items: the mean and the standard
+    error of the per-item differences (each -1, 0 or 1), which is far smaller than either accuracy's own error
+    when the two models mostly agree."""
+    diffs = [int(a) - int(b) for a, b in zip(ours, theirs, strict=True)]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else 0.0
+    return mean, (variance / n) ** 0.5
+
+
 def compare(model_name: str, baseline_name: str, judge_name: str | None, items: list[dict[str, Any]],
             max_new_tokens: int = 64) -> dict[str, Any]:
     """items: {"messages": prompt, "answer": str | None}. Returns win_rate (ties half) and rewards."""
@@ -42,8 +53,11 @@ def judge_answers(judge_name: str | None, items: list[dict[str, Any]], ours: lis
     graded = [(item["answer"], a, b) for item, a, b in zip(items, ours, theirs, strict=True)
               if item.get("answer") is not None]
     if graded:
-        result["accuracy"] = sum(is_correct(a, truth) for truth, a, _ in graded) / len(graded)
-        result["baseline_accuracy"] = sum(is_correct(b, truth) for truth, _, b in graded) / len(graded)
+        ours_right = [is_correct(a, truth) for truth, a, _ in graded]
+        theirs_right = [is_correct(b, truth) for truth, _, b in graded]
+        result["accuracy"] = sum(ours_right) / len(graded)
+        result["baseline_accuracy"] = sum(theirs_right) / len(graded)
+        result["gain"], result["gain_se"] = paired_gain(ours_right, theirs_right)
     result["samples"] = [{"prompt": item["messages"][-1]["content"], "answer": a, "baseline": b,
                           "expected": item.get("answer")}
                          for item, a, b in list(zip(items, ours, theirs, strict=True))[:5]]

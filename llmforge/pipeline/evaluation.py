@@ -31,7 +31,7 @@ log = logging.getLogger("llmforge")
 KL_PROMPTS = 64
 SAMPLES = 4
 PREFIX_CHARS = 24
-VERSION = 3  # bump when what evaluate() measures changes, so kept evaluations are redone
+VERSION = 4  # bump when what evaluate() measures changes, so kept evaluations are redone
 TAIL_SHARE = 0.1  # online stages: reward and KL are the mean of the last 10% of logged steps
 
 

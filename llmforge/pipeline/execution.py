@@ -28,6 +28,7 @@ from llmforge.engine.tracking import PipelineGroup
 from llmforge.errors import UserError
 from llmforge.pipeline import retention
 from llmforge.pipeline.evaluation import evaluate_cached
+from llmforge.pipeline.gates import check, figure
 from llmforge.pipeline.plan import describe_plan
 from llmforge.pipeline.spec import Pipeline, PipelineStage
 from llmforge.registry.folders import referenced_run
@@ -125,6 +126,24 @@ def refuse_unless_all_fit(pipeline: Pipeline, force: bool = False) -> None:
                 " Changes that fit: ", f" Changes that fit (as {stage.name}.KEY=VALUE): "))
 
 
+def _failed_gate(pipeline: Pipeline, name: str, evaluations: dict[str, dict[str, Any]],
+                 summary: list[dict[str, Any]]) -> list[str]:
+    """The `require:` conditions stage `name` fails, read from what the pipeline measured of each stage."""
+    if name not in pipeline.gates:
+        return []
+    finals = {row["name"]: row.get("final_metrics", {}) for row in summary}
+
+    def figures(stage: str, metric: str) -> float | None:
+        return figure(evaluations.get(stage, {}), finals.get(stage, {}), metric)
+
+    return check(name, pipeline.gates[name], figures)
+
+
+def failed_stages(summary: list[dict[str, Any]]) -> list[str]:
+    """Stages that failed their gate or were not run because they start from one, with why."""
+    return [f"{row['name']}: {row['gate']}" for row in summary if row.get("gate")]
+
+
 def run_pipeline(pipeline: Pipeline, force: bool = False) -> list[dict[str, Any]]:
     for stage in pipeline.stages:  # a stage this machine cannot run fails now, not after the ones before it
         try:
@@ -146,6 +165,35 @@ def run_pipeline(pipeline: Pipeline, force: bool = False) -> list[dict[str, Any]
     return summary
 
 
+def _run_and_evaluate(pipeline: Pipeline, index: int, root: Path, summary: list[dict[str, Any]],
+                      evaluations: dict[str, dict[str, Any]], held_back: dict[str, str]) -> None:
+    """Run (or skip, when current) one stage, evaluate it for the report and check its `require` gate."""
+    stage = pipeline.stages[index]
+    output = Path(stage.config.output_dir)
+    reason = staleness(stage)
+    if reason:
+        log.info("Stage '%s' runs again: %s; the old output is kept as %s.", stage.name, reason, _set_aside(output))
+    if read_run_info(output).get("status") == "completed":
+        log.info("Stage '%s' is up to date (%s).", stage.name, output)
+        status, seconds = "skipped", 0.0
+    else:
+        log.info("Stage '%s' (%s) -> %s", stage.name, stage.config.stage, output)
+        started = time.time()
+        _run_one(stage, root / "recipes" / f"{stage.name}.yaml")
+        status, seconds = "completed", round(time.time() - started, 2)
+    summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output), "status": status,
+                    "seconds": seconds, "needs": stage.needs,
+                    "final_metrics": read_run_info(output).get("final_metrics", {})})
+    earlier = pipeline.stages[:index]
+    evaluations[stage.name] = evaluate_cached(stage, parent_of(stage, earlier),
+                                              judge_for(stage, earlier, pipeline.evaluation.judge),
+                                              pipeline.evaluation, root / "evals")
+    if failed := _failed_gate(pipeline, stage.name, evaluations, summary):
+        log.warning("Stage '%s' failed its gate: %s. Its model is not handed on.", stage.name, "; ".join(failed))
+        summary[-1].update({"status": "failed", "gate": "failed require: " + "; ".join(failed)})
+        held_back[stage.name] = "failed its require gate"
+
+
 def _run_stages(pipeline: Pipeline, root: Path, group: PipelineGroup) -> list[dict[str, Any]]:
     summary: list[dict[str, Any]] = []
     evaluations: dict[str, dict[str, Any]] = {}
@@ -156,36 +204,25 @@ def _run_stages(pipeline: Pipeline, root: Path, group: PipelineGroup) -> list[di
     if base is not None:
         measured.append(retention.measure(retention.BASE, base, None, retention.base_folder(base, root),
                                           pipeline.evaluation))
+    held_back: dict[str, str] = {}  # stage -> why its model is not handed on (failed its gate, or started from one)
     for index, stage in enumerate(pipeline.stages):
         output = Path(stage.config.output_dir)
         recipe = root / "recipes" / f"{stage.name}.yaml"
         atomic_write_text(recipe, dump(stage.config))
-        reason = staleness(stage)
-        if reason:
-            log.info("Stage '%s' runs again: %s; the old output is kept as %s.", stage.name, reason,
-                     _set_aside(output))
-        info = read_run_info(output)
-        if info.get("status") == "completed":
-            log.info("Stage '%s' is up to date (%s).", stage.name, output)
-            status, seconds = "skipped", 0.0
+        if blocked_by := [name for name in stage.needs if name in held_back]:
+            log.warning("Stage '%s' is not run: it starts from '%s', which %s.", stage.name, blocked_by[0],
+                        held_back[blocked_by[0]])
+            held_back[stage.name] = f"was not run (it starts from '{blocked_by[0]}')"
+            summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output),
+                            "status": "blocked", "seconds": 0.0, "needs": stage.needs, "final_metrics": {},
+                            "gate": f"not run: it starts from '{blocked_by[0]}', which {held_back[blocked_by[0]]}"})
         else:
-            log.info("Stage '%s' (%s) -> %s", stage.name, stage.config.stage, output)
-            started = time.time()
-            _run_one(stage, recipe)
-            status, seconds = "completed", round(time.time() - started, 2)
-        info = read_run_info(output)
-        summary.append({"name": stage.name, "stage": stage.config.stage, "output_dir": str(output),
-                        "status": status, "seconds": seconds, "needs": stage.needs,
-                        "final_metrics": info.get("final_metrics", {})})
-        earlier = pipeline.stages[:index]
-        evaluations[stage.name] = evaluate_cached(
-            stage, parent_of(stage, earlier), judge_for(stage, earlier, pipeline.evaluation.judge),
-            pipeline.evaluation, root / "evals")
-        if benchmarks and retention.is_language_model(stage):
-            parent = parent_of(stage, earlier)
-            measured.append(retention.measure(stage.name, str(output), parent.name if parent else (
-                retention.BASE if base else None), output / "evals", pipeline.evaluation))
-        plots[stage.name] = plot_stage(root, stage.name, output)
+            _run_and_evaluate(pipeline, index, root, summary, evaluations, held_back)
+            if benchmarks and retention.is_language_model(stage):
+                parent = parent_of(stage, pipeline.stages[:index])
+                measured.append(retention.measure(stage.name, str(output), parent.name if parent else (
+                    retention.BASE if base else None), output / "evals", pipeline.evaluation))
+            plots[stage.name] = plot_stage(root, stage.name, output)
         atomic_write_json(root / STATE_FILE, {"pipeline": str(pipeline.path), "stages": summary,
                                               "retention": [asdict(row) for row in measured]})
         report = write_report(root, f"Pipeline {pipeline.path.name}", summary, evaluations, plots,

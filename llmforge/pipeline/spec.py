@@ -8,6 +8,8 @@
       tasks: [llmforge_arithmetic_choice, llmforge_story]   # lm-eval tasks on the base and after each stage
       retention_threshold: 0.05         # flag a task whose headline metric drops more than this
       safety: true                      # the refusal probe after each stage (or {prompts: FILE, judge: MODEL})
+    require:                            # optional gates (pipeline/gates.py): a stage that fails is marked
+      ppo: "accuracy >= sft.accuracy - 0.02"   # failed and its model is not handed on
     stages:
       sft: {extends: ../sft/tiny-full.yaml}
       rm:  {extends: ../rm/tiny.yaml, model: {name: "${sft.output}"}}
@@ -29,9 +31,10 @@ from llmforge.config.loader import RawConfig, apply_override, merge_layer, read_
 from llmforge.config.schema import DataSource, RunConfig, Section
 from llmforge.config.stages import spec_for
 from llmforge.errors import UserError, did_you_mean
+from llmforge.pipeline.gates import Condition, parse_gates
 
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
-TOP_KEYS = ("output_dir", "defaults", "evaluation", "stages")
+TOP_KEYS = ("output_dir", "defaults", "evaluation", "require", "stages")
 
 
 class SafetyProbe(Section):
@@ -80,6 +83,7 @@ class Pipeline:
     output_dir: Path
     stages: list[PipelineStage]
     evaluation: PipelineEvaluation = field(default_factory=PipelineEvaluation)
+    gates: dict[str, list[Condition]] = field(default_factory=dict)
 
 
 def _references(value: Any) -> list[str]:
@@ -116,7 +120,7 @@ def _substitute(value: Any, outputs: dict[str, str], where: str, earlier: list[s
     return REFERENCE.sub(resolve, value)
 
 
-PIPELINE_KEYS = ("output_dir", "defaults.", "evaluation.")
+PIPELINE_KEYS = ("output_dir", "defaults.", "evaluation.", "require.")
 
 
 def _recipe_keys() -> set[str]:
@@ -128,7 +132,7 @@ def _recipe_keys() -> set[str]:
 
 def _split_overrides(overrides: list[str] | tuple[str, ...], names: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     """Per-stage overrides and the pipeline's own: `sft.train.lr=1e-4` -> sft's `train.lr=1e-4`; `output_dir=`,
-    `defaults.KEY=` and `evaluation.KEY=` -> the pipeline's; any other `KEY=VALUE` (`seed=1`) -> every stage's."""
+    `defaults.KEY=`, `evaluation.KEY=` and `require.STAGE=` -> the pipeline's; any other `KEY=VALUE` (`seed=1`) -> every stage's."""
     split: dict[str, list[str]] = {name: [] for name in names}
     top: list[str] = []
     recipe_keys = _recipe_keys() if overrides else set()
@@ -201,7 +205,8 @@ def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     folders = [stage.config.output_dir for stage in built]
     if len(set(folders)) != len(folders):
         raise UserError(f"{path}: two stages write the same output_dir; give each its own.")
-    return Pipeline(path, root, built, _evaluation(path, data.get("evaluation"), built))
+    return Pipeline(path, root, built, _evaluation(path, data.get("evaluation"), built),
+                    parse_gates(data.get("require"), str(path), names))
 
 
 def _evaluation(path: Path, body: Any, stages: list[PipelineStage]) -> PipelineEvaluation:

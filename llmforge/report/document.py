@@ -39,12 +39,23 @@ def _versus(evaluation: dict[str, Any]) -> str:
         return "-"
     parts = []
     if against.get("accuracy") is not None:
-        parts.append(f"accuracy {_number(against['accuracy'])} vs {_number(against.get('baseline_accuracy'))}")
+        parts.append(f"accuracy {_number(against['accuracy'])} vs {_number(against.get('baseline_accuracy'))}"
+                     + (f" ({gain_words(against['gain'], against['gain_se'])})" if "gain_se" in against else ""))
     if against.get("win_rate") is not None:
         parts.append(f"win-rate {_number(against['win_rate'])}")
     if against.get("kl") is not None:
         parts.append(f"KL {_number(against['kl'])}")
     return f"vs {against['stage']}: " + ", ".join(parts)
+
+
+NOISE_SE = 2.0  # a gain within this many standard errors of zero may be sampling noise
+
+
+def gain_words(gain: float, se: float) -> str:
+    """'+0.070 +- 0.025, 2.8 SE: beyond noise' for a held-out gain and its paired standard error."""
+    ratio = abs(gain) / se if se > 0 else (0.0 if gain == 0 else float("inf"))
+    verdict = "within noise" if ratio < NOISE_SE else ("a real gain" if gain > 0 else "a real loss")
+    return f"{gain:+.3f} ± {se:.3f}, {ratio:.1f} SE: {verdict}"
 
 
 def provenance() -> str:
@@ -72,13 +83,17 @@ def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict
         final = row.get("final_metrics", {})
         evaluation = evaluations.get(row["name"], {})
         shown = ", ".join(f"{k} {_number(v)}" for k, v in evaluation.get("headline", {}).items())
-        rows.append([row["name"], row["stage"], row["status"], _duration(final.get("train_wall_seconds")),
+        status = f"{row['status']} ({row['gate']})" if row.get("gate") else row["status"]
+        rows.append([row["name"], row["stage"], status, _duration(final.get("train_wall_seconds")),
                      _number(final.get("num_input_tokens_seen")), shown or "-", _versus(evaluation)])
     out.append(("table", ["stage", "kind", "this run", "training time", "tokens", "final metrics",
                           "against its start"], rows))
     out.append(("p", "Training time is the stage's own wall time (a skipped stage shows the run it kept). "
                      "Accuracy is greedy exact match on the stage's held-out prompts; win-rate is judged by the "
-                     "pipeline's reward model (ties count half); KL is nats per completion, sampled."))
+                     "pipeline's reward model (ties count half); KL is nats per completion, sampled. A gain against "
+                     "the start is the mean per-prompt difference in exact match ± its standard error (both models "
+                     f"answer the same prompts); within {NOISE_SE:g} standard errors of zero it may be noise. A stage "
+                     "that failed its `require` gate is marked failed; the stages starting from it are not run."))
     out += extra or []
     for row in stages:
         name, evaluation = row["name"], evaluations.get(row["name"], {})
@@ -90,6 +105,8 @@ def blocks(title: str, stages: list[dict[str, Any]], evaluations: dict[str, dict
         if against:
             out.append(("table", ["", name, against["stage"]], [
                 ["exact match", _number(against.get("accuracy")), _number(against.get("baseline_accuracy"))],
+                *([["gain on held-out problems", gain_words(against["gain"], against["gain_se"]), "-"]]
+                  if "gain_se" in against else []),
                 ["mean reward (judge)", _number(against.get("reward")), _number(against.get("baseline_reward"))],
                 ["win-rate (judge)", _number(against.get("win_rate")), "-"],
                 ["KL to start", _number(against.get("kl")), "-"]]))
