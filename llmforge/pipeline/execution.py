@@ -40,13 +40,18 @@ STATE_FILE = "pipeline.json"
 
 
 def staleness(stage: PipelineStage) -> str | None:
-    """Why a completed stage must run again (None when it is current or was never completed)."""
+    """Why a stage's existing output must be set aside and the stage run from scratch: a completed run whose
+    config or parents changed, or an interrupted one started with another config (resuming it would finish
+    the old recipe's run under the new one's name). None when it is current, resumable or was never run."""
     info = read_run_info(Path(stage.config.output_dir))
+    if not info.get("config"):
+        return None
+    changed = changes_since(info["config"], stage.config.model_dump(mode="json"))
+    if changed:
+        what = "its config changed" if info.get("status") == "completed" else "it was interrupted under another config"
+        return what + " (" + "; ".join(changed[:3]) + ")"
     if info.get("status") != "completed":
         return None
-    changed = changes_since(info.get("config", {}), stage.config.model_dump(mode="json"))
-    if changed:
-        return "its config changed (" + "; ".join(changed[:3]) + ")"
     for parent in info.get("parents", []):
         folder = referenced_run(parent, Path(stage.config.output_dir))
         if folder is not None:

@@ -114,6 +114,22 @@ def test_sigkill_in_a_stage_then_rerun_resumes_it_and_matches_an_uninterrupted_p
     assert any("tiny-llama (preset)" in line for line in lines)
 
 
+def test_an_interrupted_stage_rerun_with_another_config_starts_over_instead_of_resuming(tmp_path):
+    """Resuming would finish the old recipe's run (its first steps, its schedule) under the new recipe's name."""
+    import subprocess
+
+    pipeline = write_pipeline(tmp_path)
+    process = subprocess.Popen(cli_command("pipeline", str(pipeline)), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    kill_when(process, checkpoint_complete(tmp_path / "out" / "sft", 2))
+    result = run_cli("pipeline", str(pipeline), "sft.train.lr=1e-3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "interrupted under another config" in result.stderr and "Resuming from" not in result.stderr
+    run = json.loads((tmp_path / "out" / "sft" / "run.json").read_text())
+    assert run["resumed_from"] == [] and run["config"]["train"]["lr"] == 1e-3
+    assert (tmp_path / "out" / "sft.superseded").is_dir()
+
+
 def test_the_evaluation_section_is_validated_up_front(tmp_path):
     import pytest
 
