@@ -1,6 +1,6 @@
 """PNG curves of a run from its metrics.jsonl: what `llmforge plot` and the pipeline report show.
 
-One figure per quantity (loss, reward, KL, accuracy, margin), with whichever of the
+One figure per quantity (loss, reward, KL, entropy, accuracy, margin), with whichever of the
 run's logged series measure it; a figure with nothing to show is not written. Noisy
 per-step series (PPO/GRPO rewards) get a moving average drawn over the raw points.
 """
@@ -20,6 +20,7 @@ FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "reward": ("reward", ("reward", "rewards/reward_model", "rewards/arithmetic", "rewards/final_number",
                           "mean_reward", "eval_mean_reward", "rewards/chosen", "rewards/rejected")),
     "kl": ("KL (nats)", ("kl", "objective/kl")),
+    "entropy": ("entropy (nats per token)", ("entropy",)),
     "accuracy": ("exact match / pair accuracy", ("accuracy", "eval_accuracy", "rewards/accuracies",
                                                  "eval_rewards/accuracies")),
     "token-accuracy": ("token accuracy (teacher-forced)", ("mean_token_accuracy", "eval_mean_token_accuracy")),
