@@ -96,6 +96,6 @@ def check(name: str, conditions: list[Condition], figures: Callable[[str, str], 
             failed.append(f"'{c.text}': {missing} was not measured")
             continue
         bound += c.offset
-        if not OPERATORS[c.op](value, bound):
+        if not OPERATORS[c.op](round(value, 9), round(bound, 9)):  # 0.55 - 0.05 is 0.5, not 0.5000000000000001
             failed.append(f"'{c.text}': {c.metric} {value:.4g} is not {c.op} {bound:.4g}")
     return failed

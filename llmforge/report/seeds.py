@@ -27,7 +27,7 @@ def _stage_figures(run: Path) -> dict[str, dict[str, Any]]:
         evaluation = json.loads(path.read_text()) if path.is_file() else {}
         against = evaluation.get("against") or {}
         headline = evaluation.get("headline", {})
-        found[row["name"]] = {"status": row["status"], "accuracy": against.get("accuracy", headline.get(
+        found[row["name"]] = {"kind": row["stage"], "status": row["status"], "accuracy": against.get("accuracy", headline.get(
             "eval_accuracy")), "gain": against.get("gain"), "gain_se": against.get("gain_se"),
             "start": against.get("stage")}
     return found
@@ -67,7 +67,9 @@ def seeds_table(root: Path, seeds: list[int]) -> str:
         if accuracies:
             spread = (f"{sum(accuracies) / len(accuracies):.3f} ({min(accuracies):.3f}-{max(accuracies):.3f})"
                       if len(accuracies) > 1 else f"{accuracies[0]:.3f}")
-            lines.append(f"| {name} | exact match | " + " | ".join(_cell(e, "accuracy") for e in entries)
+            kind = next(e["kind"] for e in entries if e)
+            figure = "pair accuracy" if kind == "rm" else "exact match"
+            lines.append(f"| {name} | {figure} | " + " | ".join(_cell(e, "accuracy") for e in entries)
                          + f" | {spread} |")
         gains = [e["gain"] for e in entries if e and e.get("gain") is not None]
         if gains:

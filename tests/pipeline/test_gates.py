@@ -78,3 +78,8 @@ def test_seeds_run_the_recipe_once_per_seed_and_tabulate_them(tmp_path):
         assert run["config"]["seed"] == seed and run["config"]["train"]["max_steps"] == 3
     table = (tmp_path / "out" / "seeds.md").read_text()
     assert "| stage | figure | seed 1 | seed 2 | mean (range) |" in table
+
+
+def test_a_bound_computed_in_floats_compares_as_written():
+    figures = {("sft", "accuracy"): 0.1, ("ppo", "accuracy"): 0.3}  # 0.1 + 0.2 is 0.30000000000000004 in floats
+    assert check("ppo", [parse("accuracy >= sft.accuracy + 0.2", "w")], lambda s, m: figures.get((s, m))) == []
