@@ -119,7 +119,7 @@ def sft_short(pretrained, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sft_mid(pretrained, tmp_path_factory) -> Path:
-    """SFT stopped half way (150 steps, ~40 s), like the tiny-rlhf pipeline's: it answers ~0.45 of the held-out
+    """SFT stopped half way (150 steps, ~40 s), as the tiny-rlhf pipeline's was on single digits: it answers ~0.45 of the held-out
     problems and samples right answers to most training problems, but not all -- the room DPO and PPO need to
     beat it on held-out exact match."""
     return _sft_of(pretrained, tmp_path_factory.mktemp("sft-mid"), train={"max_steps": 150})
