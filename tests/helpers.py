@@ -295,3 +295,10 @@ def json_service(answer: Callable[[dict], Any]) -> Iterator[tuple[str, list[dict
         yield f"http://127.0.0.1:{server.server_address[1]}/score", received
     finally:
         server.shutdown()
+
+
+# a two-stage pipeline that runs in seconds (tests/pipeline): pretrain 6 steps, then SFT 6 steps from it
+PIPELINE_PRETRAIN = deep_update(TINY_PRETRAIN, {"train": {"max_steps": 6}, "checkpoint": {"every_steps": 3}})
+PIPELINE_SFT = deep_update(TINY_SFT, {"model": {"name": "${pretrain.output}"}, "data": {"eval": []},
+                                      "train": {"max_steps": 6, "micro_batch_size": 8},
+                                      "checkpoint": {"every_steps": 2, "keep_last": 2}, "logging": {"every_steps": 1}})

@@ -42,8 +42,8 @@ def test_nothing_imports_the_cli():
 
 
 def test_the_walk_sees_imports_inside_functions():
-    """A control: the graph holds the function-level import the CLI makes of the pipeline."""
-    assert "llmforge.pipeline.execution" in imports()["llmforge.cli"]
+    """A control: the graph holds the function-level import the pipeline command makes of the pipeline."""
+    assert "llmforge.pipeline.execution" in imports()["llmforge.commands.pipeline"]
 
 
 def test_test_modules_do_not_import_each_other():

@@ -9,8 +9,9 @@ import yaml
 
 from llmforge.errors import UserError
 from llmforge.pipeline.gates import check, figure, parse, parse_gates
+from tests.helpers import PIPELINE_PRETRAIN as PRETRAIN
+from tests.helpers import PIPELINE_SFT as SFT
 from tests.helpers import run_cli
-from tests.pipeline.test_pipeline import PRETRAIN, SFT
 
 FIGURES = {("sft", "accuracy"): 0.50, ("ppo", "accuracy"): 0.47, ("ppo", "kl"): 3.0}
 

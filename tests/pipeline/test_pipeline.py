@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.helpers import (
-    TINY_PRETRAIN,
-    TINY_SFT,
+    PIPELINE_PRETRAIN,
+    PIPELINE_SFT,
     checkpoint_complete,
     cli_command,
     deep_update,
@@ -20,10 +20,7 @@ from tests.helpers import (
     run_cli,
 )
 
-PRETRAIN = deep_update(TINY_PRETRAIN, {"train": {"max_steps": 6}, "checkpoint": {"every_steps": 3}})
-SFT = deep_update(TINY_SFT, {"model": {"name": "${pretrain.output}"}, "data": {"eval": []},
-                             "train": {"max_steps": 6, "micro_batch_size": 8},
-                             "checkpoint": {"every_steps": 2, "keep_last": 2}, "logging": {"every_steps": 1}})
+PRETRAIN, SFT = PIPELINE_PRETRAIN, PIPELINE_SFT
 
 
 def write_pipeline(folder: Path, stages: dict | None = None, name: str = "pipeline.yaml") -> Path:
