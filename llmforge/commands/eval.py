@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from llmforge.commands import whole_numbers
 from llmforge.errors import UserError
 
 EXAMPLE = ("llmforge eval runs/tiny-rlhf/sft --dataset arithmetic-prompts --split test --options max_operand=19\n"
@@ -116,19 +117,10 @@ def _dataset(args: argparse.Namespace) -> int:
                             max_samples=args.max_samples, options=options)
     except ValidationError as exc:
         raise UserError(f"eval data: {check_message(exc.errors()[0])}") from None
-    ks = _ks(args.pass_at) if args.pass_at else None
+    ks = whole_numbers(args.pass_at, "--pass-at", "1,4,8,16", minimum=1) if args.pass_at else None
     from llmforge.eval import evaluate  # torch: after the arguments are known to be good
 
     print(json.dumps(evaluate(args.model, source, max_length=args.max_length, baseline=args.against,
                               judge=args.judge, pass_at=ks, temperature=args.temperature)))
     return 0
 
-
-def _ks(text: str) -> list[int]:
-    try:
-        ks = [int(k) for k in text.split(",") if k.strip()]
-    except ValueError:
-        ks = []
-    if not ks or min(ks) < 1:
-        raise UserError(f"--pass-at '{text}': give whole numbers >= 1 separated by commas, e.g. --pass-at 1,4,8,16.")
-    return ks

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from llmforge.errors import UserError
+from llmforge.commands import whole_numbers
 
 EXIT_OK, EXIT_GATE = 0, 3
 
@@ -18,7 +18,7 @@ EXIT_OK, EXIT_GATE = 0, 3
 def run(args: argparse.Namespace) -> int:
     from llmforge.pipeline.spec import load_pipeline
 
-    seeds = _seeds(args.seeds) if args.seeds else None
+    seeds = whole_numbers(args.seeds, "--seeds", "42,1,2,3", distinct=True) if args.seeds else None
     if seeds is None:
         return _one_pipeline(load_pipeline(args.config, args.overrides), args)  # before torch is imported
     from llmforge.report.seeds import seed_folder, write_seeds_table
@@ -30,16 +30,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         print(f"seeds: {write_seeds_table(root, seeds)}")
     return max(codes)
-
-
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds '{text}': give distinct whole numbers separated by commas, e.g. --seeds 42,1,2,3.")
-    return seeds
 
 
 def _one_pipeline(pipeline: Any, args: argparse.Namespace) -> int:

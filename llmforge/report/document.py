@@ -51,11 +51,19 @@ def _versus(evaluation: dict[str, Any]) -> str:
 NOISE_SE = 2.0  # a gain within this many standard errors of zero may be sampling noise
 
 
+def standard_errors(gain: float, se: float) -> float:
+    """How many standard errors a gain is from zero (infinite when every prompt moved the same way)."""
+    return abs(gain) / se if se > 0 else (0.0 if gain == 0 else float("inf"))
+
+
+def within_noise(gain: float, se: float) -> bool:
+    return standard_errors(gain, se) < NOISE_SE
+
+
 def gain_words(gain: float, se: float) -> str:
     """'+0.070 +- 0.025, 2.8 SE: beyond noise' for a held-out gain and its paired standard error."""
-    ratio = abs(gain) / se if se > 0 else (0.0 if gain == 0 else float("inf"))
-    verdict = "within noise" if ratio < NOISE_SE else ("a real gain" if gain > 0 else "a real loss")
-    return f"{gain:+.3f} ± {se:.3f}, {ratio:.1f} SE: {verdict}"
+    verdict = "within noise" if within_noise(gain, se) else ("a real gain" if gain > 0 else "a real loss")
+    return f"{gain:+.3f} ± {se:.3f}, {standard_errors(gain, se):.1f} SE: {verdict}"
 
 
 def provenance() -> str:

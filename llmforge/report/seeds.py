@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmforge.engine.files import atomic_write_text
-from llmforge.report.document import NOISE_SE
+from llmforge.report.document import NOISE_SE, within_noise
 
 
 def seed_folder(root: Path, seed: int) -> Path:
@@ -45,8 +45,7 @@ def _cell(entry: dict[str, Any] | None, key: str) -> str:
         return "-" if not entry or entry.get("status") != "blocked" else "not run"
     value = entry[key]
     if key == "gain":
-        se = entry.get("gain_se") or 0.0
-        mark = "" if se and abs(value) >= NOISE_SE * se else " (noise)"
+        mark = " (noise)" if within_noise(value, entry.get("gain_se") or 0.0) else ""
         return f"{value:+.3f}{mark}" + (" ✗" if entry.get("status") == "failed" else "")
     return f"{value:.3f}"
 
