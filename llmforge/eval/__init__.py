@@ -34,6 +34,10 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     data = load_source(source)
     if len(data.rows) == 0:
         raise UserError(f"{data.label} has no rows.")
+    if pass_at and (data.format != "prompt" or baseline or judge):
+        raise UserError(f"{data.label}: pass@k samples one model's answers to prompts: give prompt rows with an "
+                        f"`answer` and no --against/--judge, not '{data.format}' rows"
+                        + (" with a baseline." if baseline or judge else "."))
     if baseline or judge:
         if not (baseline and judge):
             raise UserError("a win-rate needs both --against (the baseline model) and --judge (a reward model).")
@@ -41,9 +45,6 @@ def evaluate(model_name: str, source: DataSource, max_length: int = 1024, batch_
     if data.format == "preference":
         return score_pairs(model_name, data, max_length, batch_size)
     loaded = load_for_inference(model_name)
-    if pass_at and data.format != "prompt":
-        raise UserError(f"{data.label}: pass@k samples answers to prompts: give prompt rows with an `answer`, "
-                        f"not '{data.format}' rows.")
     if data.format == "prompt":
         items = graded_prompts(data.rows, data.label)
         if pass_at:
